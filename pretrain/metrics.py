@@ -1,0 +1,36 @@
+"""Metric logging: JSON lines in the run directory and TensorBoard event files."""
+
+import json
+import os
+from collections.abc import Mapping
+
+import jax
+from tensorboardX import SummaryWriter
+
+
+class MetricWriter:
+    """Append metrics to `workdir/metrics.jsonl` and TensorBoard files in `workdir/tb`.
+
+    Only process 0 writes, so a multi-process run logs each value once.
+    """
+
+    def __init__(self, workdir: str):
+        self.enabled = jax.process_index() == 0
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._tensorboard = None
+        if self.enabled:
+            self._tensorboard = SummaryWriter(os.path.join(workdir, "tb"))
+
+    def write(self, phase: str, step: int, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"phase": phase, "step": step, **metrics}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in metrics.items():
+            if key != "epoch":
+                self._tensorboard.add_scalar(f"{phase}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()

@@ -1,0 +1,310 @@
+"""The one training loop shared by every method and every fine-tuning stage.
+
+A method supplies an NNX model, a loss function and an optax transformation;
+`PhaseTrainer` owns the jit-compiled step. Inside the step the model lives in
+the functional form that `nnx.split` gives (graph definition, params, other
+state), so the state is a pytree that `jax.jit`, `lax.scan` and optax see and
+parameter paths are stable names for freezing rules.
+
+Batches always have `batch_size` rows: the last batch of an epoch is padded
+with real rows from the same epoch and a `weight` of 0 marks them, so each
+phase compiles its step once.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+from flax import nnx
+
+logger = logging.getLogger(__name__)
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+# loss_fn(model, batch, rng) -> (loss, metrics). `batch["weight"]` is 1.0 for
+# real rows and 0.0 for padding, and the loss must ignore padded rows (use
+# `weighted_mean`). Metrics are per-batch scalars averaged over real rows.
+LossFn = Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, Metrics]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or metric became NaN or infinite."""
+
+
+def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
+    """Mean of per-example `values` [batch] over the rows whose weight is 1.
+
+    Padded rows are selected away rather than multiplied by 0, so even an
+    infinite value in a padded row leaves the mean unchanged.
+    """
+    kept = jnp.where(weight > 0, values, 0.0)
+    return jnp.sum(kept * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: nnx.State
+    rest: nnx.State  # batch statistics and any other state that is not trained
+    opt_state: optax.OptState
+    step: jax.Array  # int32 scalar, steps taken in this phase
+
+
+def epoch_batches(
+    n: int, batch_size: int, rng: jax.Array, drop_remainder: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled row indices [batches, batch_size] and 0/1 weights of one epoch."""
+    if n == 0:
+        raise ValueError("cannot train on an empty dataset")
+    order = np.asarray(jax.random.permutation(rng, n))
+    if drop_remainder:
+        if n < batch_size:
+            raise ValueError(
+                f"drop_remainder with {n} examples and batch_size {batch_size} "
+                "leaves no batch; lower batch_size or keep the last batch"
+            )
+        count = n // batch_size
+        return order[: count * batch_size].reshape(count, batch_size), np.ones(
+            (count, batch_size), np.float32
+        )
+
+    count = -(-n // batch_size)
+    padding = count * batch_size - n
+    # Padded rows repeat real rows of this epoch, so batch norm in training
+    # mode sees real statistics; their weight of 0 keeps them out of the loss.
+    filler = np.resize(order, padding)
+    indices = np.concatenate([order, filler]).reshape(count, batch_size)
+    weight = (np.arange(count * batch_size) < n).astype(np.float32)
+    return indices, weight.reshape(count, batch_size)
+
+
+def _copy_tree(tree: Any) -> Any:
+    # The trainer donates its state to the step, so it must own its buffers
+    # and leave the caller's model usable.
+    return jax.tree.map(jnp.copy, tree)
+
+
+class PhaseTrainer:
+    """Train one phase (an autoencoder layer, a fine-tuning stage, ...).
+
+    Args:
+      model: the NNX module to train; it is not changed, call `model()` for
+        the trained copy.
+      loss_fn: see `LossFn`.
+      tx: the optax transformation over the model's `nnx.Param` state.
+      rng: key for data order and for the per-step keys passed to `loss_fn`
+        (`fold_in(rng, step)`).
+      batch_size: rows per step.
+      frozen: optional pytree of bools shaped like the params; True leaves are
+        passed through the step unchanged, so they come out bit-identical
+        whatever the optimizer does (for example -0.0 + 0.0 flips a sign bit).
+      scan: run a whole epoch as one compiled `lax.scan`; needs the data on
+        the device. With False, a compiled step is called once per batch.
+      drop_remainder: drop the last partial batch instead of padding it.
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        loss_fn: LossFn,
+        tx: optax.GradientTransformation,
+        *,
+        rng: jax.Array,
+        batch_size: int,
+        frozen: Any = None,
+        scan: bool = True,
+        drop_remainder: bool = False,
+        name: str = "train",
+    ):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.loss_fn = loss_fn
+        self.tx = tx
+        self.batch_size = batch_size
+        self.frozen = frozen
+        self.scan = scan
+        self.drop_remainder = drop_remainder
+        self.name = name
+        self.shuffle_rng, self.step_rng = jax.random.split(rng)
+        self.trace_count = 0  # how often the step was traced, i.e. compiled
+
+        self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        params, rest = _copy_tree(params), _copy_tree(rest)
+        self.state = TrainState(
+            params=params,
+            rest=rest,
+            opt_state=tx.init(params),
+            step=jnp.zeros((), jnp.int32),
+        )
+        self.epochs_done = 0
+        self._jit_step = jax.jit(self._train_step, donate_argnums=0)
+        self._jit_epoch = jax.jit(self._train_epoch, donate_argnums=0)
+
+    def _train_step(
+        self, state: TrainState, batch: Batch
+    ) -> tuple[TrainState, Metrics]:
+        self.trace_count += 1
+        rng = jax.random.fold_in(self.step_rng, state.step)
+
+        def loss_of(params):
+            model = nnx.merge(self.graphdef, params, state.rest)
+            loss, metrics = self.loss_fn(model, batch, rng)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
+            return loss, (metrics, rest)
+
+        grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+        (loss, (metrics, rest)), grads = grad_fn(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if self.frozen is not None:
+            params = jax.tree.map(
+                lambda frozen, old, new: old if frozen else new,
+                self.frozen,
+                state.params,
+                params,
+            )
+
+        metrics = {"loss": loss, **metrics, "grad_norm": optax.global_norm(grads)}
+        metrics["examples"] = jnp.sum(batch["weight"])
+        new_state = TrainState(params, rest, opt_state, state.step + 1)
+        return new_state, metrics
+
+    def _train_epoch(
+        self,
+        state: TrainState,
+        data: Mapping[str, jax.Array],
+        indices: jax.Array,
+        weight: jax.Array,
+    ) -> tuple[TrainState, Metrics]:
+        def body(state, batch_rows):
+            rows, w = batch_rows
+            batch = {key: value[rows] for key, value in data.items()}
+            batch["weight"] = w
+            return self._train_step(state, batch)
+
+        return jax.lax.scan(body, state, (indices, weight))
+
+    def run_epoch(self, data: Mapping[str, Any]) -> dict[str, float]:
+        """Train one epoch over `data` (arrays with a shared leading axis)."""
+        n = len(next(iter(data.values())))
+        rng = jax.random.fold_in(self.shuffle_rng, self.epochs_done)
+        indices, weight = epoch_batches(n, self.batch_size, rng, self.drop_remainder)
+        if self.epochs_done == 0 and self.trace_count == 0:
+            logger.info("%s: compiling the train step", self.name)
+
+        if self.scan:
+            self.state, metrics = self._jit_epoch(self.state, data, indices, weight)
+        else:
+            per_batch = []
+            for rows, w in zip(indices, weight, strict=True):
+                batch = {key: np.asarray(value[rows]) for key, value in data.items()}
+                batch["weight"] = w
+                self.state, metrics = self._jit_step(self.state, batch)
+                per_batch.append(metrics)
+            metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_batch)
+
+        self.epochs_done += 1
+        return summarize_epoch(metrics)
+
+    def model(self) -> nnx.Module:
+        """The model with the current params and state."""
+        return nnx.merge(self.graphdef, self.state.params, self.state.rest)
+
+
+def summarize_epoch(metrics: Metrics) -> dict[str, float]:
+    """Average per-batch metrics [batches] over the real examples of an epoch."""
+    metrics = jax.device_get(metrics)
+    examples = np.asarray(metrics.pop("examples"), np.float64)
+    grad_norm = np.asarray(metrics.pop("grad_norm"), np.float64)
+    summary = {
+        key: float(np.sum(np.asarray(value, np.float64) * examples) / examples.sum())
+        for key, value in metrics.items()
+    }
+    summary["grad_norm"] = float(grad_norm.mean())
+    return summary
+
+
+def check_finite(metrics: Mapping[str, float], *, where: str) -> None:
+    """Raise NonFiniteLossError naming `where` if any metric is NaN or inf."""
+    bad = {key: value for key, value in metrics.items() if not np.isfinite(value)}
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite metrics {bad} at {where}; lower the learning rate or "
+            "check the input data for NaN or infinite values"
+        )
+
+
+def _apply(graphdef, state, fn, x):
+    return fn(nnx.merge(graphdef, state), x)
+
+
+_jit_apply = jax.jit(_apply, static_argnums=(0, 2))
+
+
+def predict(
+    model: nnx.Module,
+    fn: Callable[[nnx.Module, jax.Array], jax.Array],
+    x: np.ndarray,
+    *,
+    batch_size: int = 512,
+) -> np.ndarray:
+    """Apply `fn(model, batch)` to `x` in fixed-shape batches; one compile per shape.
+
+    `fn` should be a module-level function so that repeated calls reuse the
+    compiled program.
+    """
+    graphdef, state = nnx.split(model)
+    n = len(x)
+    if n == 0:
+        raise ValueError("predict got no examples")
+    size = min(batch_size, n)
+    count = -(-n // size)
+    padded = np.concatenate([x, np.repeat(x[:1], count * size - n, axis=0)])
+    outputs = [
+        _jit_apply(graphdef, state, fn, padded[i * size : (i + 1) * size])
+        for i in range(count)
+    ]
+    return np.concatenate(jax.device_get(outputs))[:n]
+
+
+def fit(
+    trainer: PhaseTrainer,
+    data: Mapping[str, Any],
+    *,
+    epochs: int,
+    writer: Any = None,
+    on_epoch: Callable[[int, dict[str, float]], bool] | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Run `epochs` epochs of `trainer`, logging each and stopping early on request.
+
+    `on_epoch(epoch, metrics)` runs after each epoch (for validation, say) and
+    may add entries to `metrics`; it returns True to stop the phase.
+    """
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if trainer.scan:
+        data = jax.device_put({key: jnp.asarray(value) for key, value in data.items()})
+
+    history = []
+    # disable=None lets tqdm hide the bar when stderr is not a terminal.
+    bar = tqdm.trange(
+        epochs, desc=trainer.name, leave=False, disable=None if progress else True
+    )
+    for epoch in bar:
+        metrics = trainer.run_epoch(data)
+        check_finite(metrics, where=f"{trainer.name}, epoch {epoch + 1}")
+        stop = on_epoch(epoch, metrics) if on_epoch is not None else False
+        metrics["epoch"] = epoch + 1
+        history.append(metrics)
+        if writer is not None:
+            writer.write(trainer.name, int(trainer.state.step), metrics)
+        bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+        if stop:
+            break
+    return history
