@@ -1,0 +1,147 @@
+"""Run configs in the ml_collections convention, checked before anything compiles.
+
+A config is a locked `ml_collections.ConfigDict`. Command lines change it
+with `--config FILE` (a Python file defining `get_config()`, or a saved
+`config.json`) and `--config.KEY=VALUE` overrides; an unknown key is an error
+that lists the valid keys.
+"""
+
+import ast
+import difflib
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config key or value that is invalid."""
+
+
+def _unknown_key(key: str, valid: Iterable[str]) -> ConfigError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {valid}")
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value: a Python literal, true/false, or a bare string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    """Set `config.key` (dotted for nested dicts), rejecting unknown keys and types."""
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+            raise _unknown_key(key, _all_keys(config))
+        node = node[part]
+    if leaf not in node:
+        raise _unknown_key(key, _all_keys(config))
+
+    current = node[leaf]
+    if isinstance(current, tuple) and isinstance(value, int | float):
+        value = (value,)
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if (
+        isinstance(current, float)
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    ):
+        value = float(value)
+    try:
+        node[leaf] = value
+    except TypeError:
+        raise ConfigError(
+            f"config key {key!r} expects a {type(current).__name__} (default "
+            f"{current!r}), got {value!r} of type {type(value).__name__}"
+        ) from None
+
+
+def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            keys += _all_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(prefix + key)
+    return keys
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]):
+    for key, value in overrides.items():
+        set_value(config, key, value)
+    return config
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read key/value pairs from a `.py` file with `get_config()` or a `.json` file."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} not found")
+    if path.endswith(".json"):
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"config file {path!r} is not valid JSON: {error}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path!r} must hold a JSON object")
+        return _flatten(values)
+    if path.endswith(".py"):
+        spec = importlib.util.spec_from_file_location("user_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"config file {path!r} defines no get_config()")
+        return _flatten(dict(module.get_config()))
+    raise ConfigError(f"config file {path!r} must end in .py or .json")
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def build_config(
+    defaults: Callable[[], ml_collections.ConfigDict],
+    *,
+    file: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ml_collections.ConfigDict:
+    """Defaults, then the config file, then overrides; the result is locked."""
+    config = defaults()
+    config.lock()
+    if file is not None:
+        apply_overrides(config, load_config_file(file))
+    apply_overrides(config, overrides or {})
+    return config
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """A JSON-ready copy of the config (tuples become lists)."""
+    return json.loads(config.to_json())
+
+
+def check(condition: bool, key: str, value: Any, requirement: str) -> None:
+    """Raise ConfigError for `key` unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"config key {key!r} = {value!r} is invalid: {requirement}")

@@ -1,0 +1,89 @@
+"""The method registry: what a pretraining method contributes to a run.
+
+A method gives its default config and a `pretrain(context)` function that
+builds its models and losses, trains them with the shared loop in
+`pretrain.train`, and returns the trained encoder with its spec.
+"""
+
+import dataclasses
+import difflib
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+
+@dataclasses.dataclass
+class PretrainContext:
+    config: ml_collections.ConfigDict
+    x: np.ndarray  # float32 [n, *input_shape], the scaled unlabelled pool
+    unit_range: bool  # True when the scaled inputs lie in [0, 1]
+    rng: jax.Array
+    writer: Any  # pretrain.metrics.MetricWriter or None
+    workdir: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def rng_for(self, purpose: str) -> jax.Array:
+        """A key for one purpose ("init", "layer0/train", ...), fixed by the seed."""
+        return jax.random.fold_in(self.rng, _stable_hash(purpose))
+
+
+def _stable_hash(text: str) -> int:
+    # Python's hash() of a str changes between processes; crc32 does not.
+    return zlib.crc32(text.encode()) % 2**31
+
+
+@dataclasses.dataclass
+class TrainedEncoder:
+    module: nnx.Module
+    spec: dict[str, Any]
+    first_kernel: np.ndarray | None  # [inputs, units], drawn as filters
+    pictures: dict[str, Any]  # "reconstructions": (inputs, reconstructions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    defaults: Callable[[], ml_collections.ConfigDict]
+    pretrain: Callable[[PretrainContext], TrainedEncoder]
+
+
+METHODS: dict[str, Method] = {}
+
+
+class MethodError(ValueError):
+    """An unknown pretraining method name."""
+
+
+def register(method: Method) -> Method:
+    if method.name in METHODS:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def all_methods() -> dict[str, Method]:
+    """Every registered method; importing the method modules registers them."""
+    import pretrain.autoencoder  # noqa: F401
+
+    return METHODS
+
+
+def get_method(name: str) -> Method:
+    all_methods()
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise MethodError(
+            f"unknown pretraining method {name!r}.{hint} Known methods: "
+            f"{sorted(METHODS)}"
+        )
+    return METHODS[name]
