@@ -1,0 +1,56 @@
+"""`pretrain METHOD --dataset NAME --workdir DIR [--config FILE] [--config.KEY=VALUE ...]`."""
+
+import argparse
+import sys
+
+from pretrain import config as config_lib
+from pretrain.cli_common import (
+    add_common_arguments,
+    run_command,
+    setup_logging,
+    split_overrides,
+)
+from pretrain.methods import all_methods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    methods = all_methods()
+    parser = argparse.ArgumentParser(
+        prog="pretrain",
+        description="Pretrain an encoder without labels and export it.",
+        epilog="methods: "
+        + "; ".join(f"{m.name}: {m.description}" for m in methods.values())
+        + ". Any config key can be set with --config.KEY=VALUE.",
+    )
+    parser.add_argument("method", help=f"one of {sorted(methods)}")
+    parser.add_argument(
+        "--dataset",
+        help="an embedded dataset (digits, mnist5k) or a TFDS catalog name; "
+        "sets config.dataset",
+    )
+    add_common_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    setup_logging(args.verbose)
+
+    def body():
+        from pretrain.methods import get_method
+        from pretrain.run import default_config, run
+
+        get_method(args.method)
+        overrides = split_overrides(extra)
+        if args.dataset is not None:
+            overrides["dataset"] = args.dataset
+        config = config_lib.build_config(
+            lambda: default_config(args.method), file=args.config, overrides=overrides
+        )
+        run(args.method, config, args.workdir)
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Pieces shared by the `pretrain`, `finetune` and `experiments` commands."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pretrain.config import ConfigError, parse_value
+from pretrain.data import DatasetError
+from pretrain.encoders import SpecError
+from pretrain.export import ExportError
+from pretrain.methods import MethodError
+from pretrain.workdir import WorkdirError
+
+# Errors caused by the user's input: reported in one line with exit status 2.
+USER_ERRORS = (
+    ConfigError,
+    DatasetError,
+    SpecError,
+    ExportError,
+    MethodError,
+    WorkdirError,
+)
+
+
+def split_overrides(extra: Sequence[str]) -> dict[str, object]:
+    """Turn `--config.KEY=VALUE` and `--config.KEY VALUE` arguments into a dict."""
+    overrides = {}
+    items = list(extra)
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--config."):
+            raise ConfigError(
+                f"unrecognized argument {item!r}; config values are set as "
+                "--config.KEY=VALUE"
+            )
+        key, sep, value = item[len("--config.") :].partition("=")
+        if not sep:
+            if not items:
+                raise ConfigError(f"{item} needs a value: --config.{key}=VALUE")
+            value = items.pop(0)
+        overrides[key] = parse_value(value)
+    return overrides
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    # orbax and absl log every save at INFO; keep the run log readable.
+    for name in ("absl", "orbax", "jax._src"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", required=True, help="directory for the outputs")
+    parser.add_argument(
+        "--config",
+        help="config file: a .py file defining get_config(), or a saved config.json",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def run_command(body: Callable[[], object]) -> int:
+    """Run a command body; user errors print one line and return exit status 2."""
+    try:
+        body()
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,244 @@
+"""The encoder export: a directory that rebuilds an encoder without its trainer.
+
+Layout of an export directory::
+
+    encoder.json   format version, encoder spec, input scaling, method,
+                   config, seed and provenance (plain JSON)
+    weights/       orbax checkpoint of a flat {"layers.0.linear.kernel": array}
+                   dict holding every param and batch statistic
+
+Loading is strict: the JSON keys, the format version and every weight leaf
+(name, shape, dtype) are checked against the spec before anything is
+restored. Nothing in the load path unpickles or evaluates code.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from pretrain.data import Scaler
+from pretrain.encoders import SpecError, build_encoder
+
+FORMAT_VERSION = 1
+METADATA_FILE = "encoder.json"
+WEIGHTS_DIR = "weights"
+METADATA_KEYS = {
+    "format_version",
+    "encoder",
+    "scaling",
+    "method",
+    "config",
+    "seed",
+    "provenance",
+}
+
+
+class ExportError(ValueError):
+    """An encoder export that is missing, incomplete or does not match its spec."""
+
+
+@dataclass
+class LoadedEncoder:
+    module: nnx.Module  # the encoder with its trained params and batch statistics
+    scaler: Scaler  # apply to raw inputs before calling the module
+    spec: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def flat_state(module: nnx.Module) -> dict[str, np.ndarray]:
+    """Every variable of `module` as {"dotted.path": array}."""
+    pure = nnx.to_pure_dict(nnx.state(module))
+    leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
+    return {_dotted(path): np.asarray(value) for path, value in leaves}
+
+
+def _dotted(path) -> str:
+    return ".".join(str(getattr(key, "key", key)) for key in path)
+
+
+def load_flat_state(module: nnx.Module, flat: Mapping[str, Any]) -> None:
+    """Write the arrays of `flat` (from `flat_state`) into `module` in place."""
+    state = nnx.state(module)
+    pure = nnx.to_pure_dict(state)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(pure)
+    values = [jnp.asarray(flat[_dotted(path)]) for path, _ in leaves]
+    nnx.replace_by_pure_dict(state, jax.tree_util.tree_unflatten(treedef, values))
+    nnx.update(module, state)
+
+
+def save_encoder(
+    directory: str,
+    module: nnx.Module,
+    *,
+    spec: Mapping[str, Any],
+    scaler: Scaler,
+    method: str,
+    config: Mapping[str, Any],
+    seed: int,
+    provenance: Mapping[str, Any],
+) -> None:
+    """Write an export to `directory`, replacing any previous one atomically."""
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "encoder": dict(spec),
+        "scaling": scaler.to_dict(),
+        "method": method,
+        "config": dict(config),
+        "seed": int(seed),
+        "provenance": dict(provenance),
+    }
+    write_weights_dir(directory, flat_state(module), METADATA_FILE, metadata)
+
+
+def write_weights_dir(
+    directory: str,
+    weights: Mapping[str, np.ndarray],
+    metadata_file: str,
+    metadata: Mapping[str, Any],
+) -> None:
+    """Write `weights/` (orbax) and a JSON metadata file, replacing `directory`.
+
+    Everything goes to a temporary sibling directory first, with the metadata
+    file last, and is then renamed into place, so an interrupted save never
+    leaves a directory that loads.
+    """
+    directory = os.path.abspath(directory)
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(os.path.join(tmp, WEIGHTS_DIR), dict(weights))
+        checkpointer.wait_until_finished()
+        with open(os.path.join(tmp, metadata_file), "w") as f:
+            json.dump(metadata, f, indent=2)
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_metadata(directory: str) -> dict[str, Any]:
+    """Read and check `encoder.json` of an export."""
+    if not os.path.isdir(directory):
+        raise ExportError(
+            f"no encoder export at {directory!r}: the directory does not exist; "
+            "pass the `encoder` directory that `pretrain` wrote"
+        )
+    path = os.path.join(directory, METADATA_FILE)
+    if not os.path.isfile(path):
+        raise ExportError(
+            f"{path!r} is missing, so {directory!r} is not a complete export; "
+            "rerun `pretrain` to write it again"
+        )
+    try:
+        with open(path) as f:
+            metadata = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ExportError(
+            f"{path!r} is not valid JSON ({error}); the export is truncated or "
+            "corrupted, rerun `pretrain`"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise ExportError(f"{path!r} must hold a JSON object")
+
+    version = metadata.get("format_version")
+    if not isinstance(version, int):
+        raise ExportError(f"{path!r} has no integer format_version")
+    if version > FORMAT_VERSION:
+        raise ExportError(
+            f"{directory!r} uses export format version {version}, but this "
+            f"code reads up to version {FORMAT_VERSION}; upgrade pretrain-jax "
+            f"to a release that reads format version {version}"
+        )
+    if set(metadata) != METADATA_KEYS:
+        missing = sorted(METADATA_KEYS - set(metadata))
+        extra = sorted(set(metadata) - METADATA_KEYS)
+        raise ExportError(
+            f"{path!r} has missing keys {missing} and unknown keys {extra}"
+        )
+    return metadata
+
+
+def load_encoder(directory: str) -> LoadedEncoder:
+    """Rebuild the encoder of an export, with its weights and input scaling."""
+    metadata = read_metadata(directory)
+    try:
+        module = build_encoder(metadata["encoder"], rngs=nnx.Rngs(0))
+    except (SpecError, KeyError, TypeError) as error:
+        raise ExportError(f"invalid encoder spec in {directory!r}: {error}") from None
+    try:
+        scaler = Scaler.from_dict(metadata["scaling"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ExportError(f"invalid scaling in {directory!r}: {error}") from None
+
+    expected = flat_state(module)
+    weights = os.path.join(directory, WEIGHTS_DIR)
+    _check_weight_leaves(weights, expected)
+    abstract = {
+        name: jax.ShapeDtypeStruct(value.shape, value.dtype)
+        for name, value in expected.items()
+    }
+    try:
+        restored = ocp.StandardCheckpointer().restore(weights, abstract)
+    except Exception as error:  # orbax and tensorstore raise many types here
+        raise ExportError(
+            f"the weights in {weights!r} could not be read ({type(error).__name__}: "
+            f"{str(error)[:300]}); the file is corrupted or truncated, rerun "
+            "`pretrain`"
+        ) from None
+    load_flat_state(module, restored)
+    return LoadedEncoder(module, scaler, metadata["encoder"], metadata)
+
+
+def _check_weight_leaves(weights: str, expected: Mapping[str, np.ndarray]) -> None:
+    if not os.path.isdir(weights):
+        raise ExportError(
+            f"{weights!r} is missing; the export is incomplete, rerun `pretrain`"
+        )
+    try:
+        on_disk = ocp.StandardCheckpointer().metadata(weights).item_metadata
+    except Exception as error:  # orbax raises many types for broken metadata
+        raise ExportError(
+            f"the weights in {weights!r} have unreadable metadata "
+            f"({type(error).__name__}); the export is corrupted, rerun `pretrain`"
+        ) from None
+    found = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in on_disk.items()}
+    wanted = {name: (v.shape, v.dtype) for name, v in expected.items()}
+
+    missing = sorted(set(wanted) - set(found))
+    extra = sorted(set(found) - set(wanted))
+    wrong = sorted(
+        f"{name}: found {found[name]}, expected {wanted[name]}"
+        for name in set(wanted) & set(found)
+        if found[name] != wanted[name]
+    )
+    if missing or extra or wrong:
+        raise ExportError(
+            f"the weights in {weights!r} do not match the encoder spec: missing "
+            f"leaves {missing}, unexpected leaves {extra}, wrong shape or dtype "
+            f"{wrong}"
+        )
+
+
+def save_safetensors(loaded_or_module: LoadedEncoder | nnx.Module, path: str) -> None:
+    """Write the encoder's variables as a safetensors file for use outside JAX."""
+    from safetensors.numpy import save_file
+
+    module = getattr(loaded_or_module, "module", loaded_or_module)
+    tensors = {name: np.ascontiguousarray(v) for name, v in flat_state(module).items()}
+    tmp = path + ".tmp"
+    save_file(tensors, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,53 @@
+"""Pictures for a run directory: filter mosaics and reconstructions."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; must run before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _as_images(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    height, width = input_shape[0], input_shape[1] if len(input_shape) > 1 else 1
+    channels = int(np.prod(input_shape)) // (height * width)
+    return rows.reshape(len(rows), height, width, channels).mean(-1)
+
+
+def save_filters(
+    kernel: np.ndarray, input_shape: tuple[int, ...], path: str, max_filters: int = 64
+) -> None:
+    """Draw the first `max_filters` columns of a first-layer kernel [inputs, units]."""
+    filters = _as_images(kernel.T[:max_filters], input_shape)
+    columns = int(np.ceil(np.sqrt(len(filters))))
+    rows = int(np.ceil(len(filters) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns, rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image in zip(axes.flat, filters, strict=False):
+        ax.imshow(image, cmap="gray")
+    fig.suptitle("first-layer filters")
+    _save(fig, path)
+
+
+def save_reconstructions(
+    inputs: np.ndarray, outputs: np.ndarray, input_shape: tuple[int, ...], path: str
+) -> None:
+    """Draw inputs (top row) above their reconstructions (bottom row)."""
+    top, bottom = _as_images(inputs, input_shape), _as_images(outputs, input_shape)
+    fig, axes = plt.subplots(2, len(top), figsize=(len(top), 2.2), squeeze=False)
+    for i in range(len(top)):
+        axes[0, i].imshow(top[i], cmap="gray")
+        axes[1, i].imshow(bottom[i], cmap="gray")
+        axes[0, i].axis("off")
+        axes[1, i].axis("off")
+    fig.suptitle("inputs (top) and reconstructions (bottom)")
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)

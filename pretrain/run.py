@@ -1,0 +1,152 @@
+"""`run(method, config, workdir)`: the whole pretraining job behind the CLI."""
+
+import logging
+import os
+import shutil
+
+import jax
+import ml_collections
+import numpy as np
+
+from pretrain import config as config_lib
+from pretrain import pictures
+from pretrain.data import EMBEDDED_DATASETS, fit_scaler, load_dataset
+from pretrain.export import save_encoder, save_safetensors
+from pretrain.methods import PretrainContext, get_method
+from pretrain.metrics import MetricWriter
+from pretrain.provenance import provenance
+from pretrain.workdir import check_workdir, write_json
+
+logger = logging.getLogger(__name__)
+
+
+def common_config() -> ml_collections.ConfigDict:
+    """Keys that every pretraining method shares."""
+    config = ml_collections.ConfigDict()
+    config.dataset = "digits"  # an embedded dataset or any TFDS catalog name
+    config.data_dir = (
+        ""  # TFDS data directory; empty means $TFDS_DATA_DIR or ~/tensorflow_datasets
+    )
+    config.split_seed = 0  # fixes the test split
+    config.seed = 0  # initialisation, noise and data order
+    config.scaling = "minmax"  # fitted on the training pool: minmax or standard
+    config.scan = True  # run each epoch as one compiled lax.scan (data on device)
+    config.drop_remainder = False  # drop the last partial batch instead of padding it
+    config.safetensors = False  # also write encoder/weights.safetensors
+    return config
+
+
+def default_config(method: str) -> ml_collections.ConfigDict:
+    config = common_config()
+    config.update(get_method(method).defaults())
+    return config
+
+
+def check_common(config: ml_collections.ConfigDict) -> None:
+    check = config_lib.check
+    check(config.epochs > 0, "epochs", config.epochs, "must be a positive int")
+    check(config.batch_size > 0, "batch_size", config.batch_size, "must be positive")
+    check(
+        config.learning_rate > 0,
+        "learning_rate",
+        config.learning_rate,
+        "must be positive",
+    )
+    check(
+        config.scaling in ("minmax", "standard"),
+        "scaling",
+        config.scaling,
+        "use minmax or standard",
+    )
+
+
+def run(method: str, config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Pretrain `method` on `config.dataset` and export the encoder.
+
+    Writes `workdir/encoder/` (the export), `workdir/config.json`,
+    `workdir/provenance.json`, `workdir/metrics.jsonl`, TensorBoard files in
+    `workdir/tb/` and pictures. Returns the export directory.
+    """
+    trainer_method = get_method(method)
+    check_common(config)
+    workdir = check_workdir(workdir)
+    dataset = load_dataset(
+        config.dataset, split_seed=config.split_seed, data_dir=config.data_dir or None
+    )
+
+    os.makedirs(workdir, exist_ok=True)
+    # TODO: resume from checkpoints; for now a rerun starts over and replaces
+    # the previous outputs of this workdir.
+    for stale in ("metrics.jsonl", "tb"):
+        path = os.path.join(workdir, stale)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    saved_config = {"method": method, **config_lib.to_dict(config)}
+    write_json(os.path.join(workdir, "config.json"), saved_config)
+    run_provenance = provenance()
+    write_json(
+        os.path.join(workdir, "provenance.json"),
+        {**run_provenance, "seed": config.seed, "method": method},
+    )
+
+    scaler = fit_scaler(dataset.train_x, config.scaling)
+    x = scaler.apply(dataset.train_x)
+    logger.info(
+        "pretraining %s on %s: %d examples of shape %s",
+        method,
+        dataset.name,
+        len(x),
+        dataset.input_shape,
+    )
+    writer = MetricWriter(workdir)
+    try:
+        context = PretrainContext(
+            config=config,
+            x=x,
+            unit_range=config.scaling == "minmax",
+            rng=jax.random.key(config.seed),
+            writer=writer,
+            workdir=workdir,
+        )
+        trained = trainer_method.pretrain(context)
+    finally:
+        writer.close()
+
+    export_dir = os.path.join(workdir, "encoder")
+    save_encoder(
+        export_dir,
+        trained.module,
+        spec=trained.spec,
+        scaler=scaler,
+        method=method,
+        config=saved_config,
+        seed=config.seed,
+        provenance=run_provenance,
+    )
+    if config.safetensors:
+        save_safetensors(
+            trained.module, os.path.join(export_dir, "weights.safetensors")
+        )
+    _save_pictures(trained, dataset.input_shape, workdir)
+    logger.info("wrote the encoder export to %s", export_dir)
+    return export_dir
+
+
+def _save_pictures(trained, input_shape, workdir: str) -> None:
+    if trained.first_kernel is not None:
+        pictures.save_filters(
+            trained.first_kernel, input_shape, os.path.join(workdir, "filters.png")
+        )
+    if "reconstructions" in trained.pictures:
+        inputs, outputs = trained.pictures["reconstructions"]
+        pictures.save_reconstructions(
+            np.asarray(inputs),
+            np.asarray(outputs),
+            input_shape,
+            os.path.join(workdir, "reconstructions.png"),
+        )
+
+
+KNOWN_DATASETS_HELP = ", ".join(EMBEDDED_DATASETS)
