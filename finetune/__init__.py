@@ -1,0 +1,1 @@
+"""Staged fine-tuning of exported encoders with a task head."""

@@ -1,0 +1,52 @@
+"""`finetune --encoder DIR --dataset NAME --labels N --workdir DIR [--preset P] [--config.KEY=VALUE ...]`."""
+
+import argparse
+import sys
+
+from pretrain import config as config_lib
+from pretrain.cli_common import (
+    add_common_arguments,
+    run_command,
+    setup_logging,
+    split_overrides,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finetune",
+        description="Fine-tune an exported encoder with a task head, in stages.",
+        epilog="Any config key can be set with --config.KEY=VALUE.",
+    )
+    parser.add_argument("--encoder", help="export directory written by `pretrain`")
+    parser.add_argument("--dataset", help="dataset name; sets config.dataset")
+    parser.add_argument("--labels", help="label budget: a count, or all")
+    parser.add_argument(
+        "--preset", help="linear_probe, gradual (default), full or scratch"
+    )
+    add_common_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    setup_logging(args.verbose)
+
+    def body():
+        from finetune.run import default_config, run
+
+        overrides = split_overrides(extra)
+        for key in ("encoder", "dataset", "labels", "preset"):
+            value = getattr(args, key)
+            if value is not None:
+                overrides[key] = value
+        config = config_lib.build_config(
+            default_config, file=args.config, overrides=overrides
+        )
+        run(config, args.workdir)
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
