@@ -1,0 +1,1 @@
+"""Paper-style experiments: strategies x label budgets x seeds."""

@@ -1,0 +1,1 @@
+"""Named experiment configs; each module defines `get_config()`."""

@@ -1,0 +1,148 @@
+"""Run an experiment grid, skipping runs whose outputs already exist."""
+
+import csv
+import importlib
+import logging
+import os
+import pkgutil
+
+import ml_collections
+
+import experiments.configs
+from finetune import run as finetune_run
+from pretrain import config as config_lib
+from pretrain import run as pretrain_run
+from pretrain.config import ConfigError
+from pretrain.workdir import check_workdir, write_text
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = (
+    "dataset",
+    "method",
+    "preset",
+    "labels",
+    "label_budget",
+    "seed",
+    "test_accuracy",
+    "val_accuracy",
+    "lr_multiplier",
+)
+
+
+def experiment_names() -> list[str]:
+    return sorted(
+        info.name
+        for info in pkgutil.iter_modules(experiments.configs.__path__)
+        if not info.name.startswith("_")
+    )
+
+
+def load_experiment(name: str) -> ml_collections.ConfigDict:
+    names = experiment_names()
+    if name not in names:
+        raise ConfigError(f"unknown experiment {name!r}; known experiments: {names}")
+    module = importlib.import_module(f"experiments.configs.{name}")
+    return module.get_config()
+
+
+def _pretrain(method, experiment, seed, workdir) -> str:
+    export = os.path.join(workdir, "encoder")
+    if os.path.isfile(os.path.join(export, "encoder.json")):
+        logger.info("reusing %s", export)
+        return export
+    overrides = {
+        "dataset": experiment.dataset,
+        "seed": seed,
+        **config_lib.to_dict(experiment.pretrain),
+    }
+    config = config_lib.build_config(
+        lambda: pretrain_run.default_config(method), overrides=overrides
+    )
+    return pretrain_run.run(method, config, workdir)
+
+
+def _finetune(encoder, preset, budget, experiment, seed, workdir) -> dict:
+    metrics_path = os.path.join(workdir, "metrics.json")
+    if os.path.isfile(metrics_path):
+        import json
+
+        with open(metrics_path) as f:
+            return json.load(f)
+    overrides = {
+        "encoder": encoder,
+        "dataset": experiment.dataset,
+        "labels": budget,
+        "preset": preset,
+        "seed": seed,
+        **config_lib.to_dict(experiment.finetune),
+    }
+    config = config_lib.build_config(finetune_run.default_config, overrides=overrides)
+    return finetune_run.run(config, workdir)
+
+
+def check_experiment(experiment: ml_collections.ConfigDict) -> None:
+    """Validate every run's config before the first one starts."""
+    for name, (method, preset) in experiment.strategies.items():
+        if preset != "scratch":
+            config_lib.build_config(
+                lambda method=method: pretrain_run.default_config(method),
+                overrides=config_lib.to_dict(experiment.pretrain),
+            )
+        config = config_lib.build_config(
+            finetune_run.default_config,
+            overrides={
+                "encoder": "-",
+                "preset": preset,
+                **config_lib.to_dict(experiment.finetune),
+            },
+        )
+        finetune_run.check_config(config)
+        if preset == "scratch" and method:
+            raise ConfigError(f"strategy {name!r}: scratch takes no pretraining method")
+    if not any(preset != "scratch" for _, preset in experiment.strategies.values()):
+        raise ConfigError("an experiment needs at least one pretrained strategy")
+
+
+def run_grid(experiment: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+    """Pretrain once per (method, seed), fine-tune per (strategy, budget, seed)."""
+    workdir = check_workdir(workdir)
+    check_experiment(experiment)
+    os.makedirs(workdir, exist_ok=True)
+    rows = []
+    for seed in experiment.seeds:
+        exports = {}
+        for name, (method, preset) in experiment.strategies.items():
+            if preset != "scratch":
+                run_dir = os.path.join(workdir, "pretrain", method, f"seed{seed}")
+                exports[name] = _pretrain(method, experiment, seed, run_dir)
+        architecture = next(iter(exports.values()))
+        for name, (method, preset) in experiment.strategies.items():
+            encoder = exports.get(name, architecture)
+            for budget in experiment.budgets:
+                run_dir = os.path.join(
+                    workdir, "finetune", name, str(budget), f"seed{seed}"
+                )
+                metrics = _finetune(encoder, preset, budget, experiment, seed, run_dir)
+                row = {key: metrics.get(key) for key in COLUMNS}
+                row["method"] = name
+                rows.append(row)
+                logger.info(
+                    "%s, %s labels, seed %d: test accuracy %.4f",
+                    name,
+                    budget,
+                    seed,
+                    metrics["test_accuracy"],
+                )
+    write_csv(os.path.join(workdir, "results.csv"), rows)
+    return rows
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
