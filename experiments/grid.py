@@ -117,7 +117,7 @@ def run_grid(experiment: ml_collections.ConfigDict, workdir: str) -> list[dict]:
                 run_dir = os.path.join(workdir, "pretrain", method, f"seed{seed}")
                 exports[name] = _pretrain(method, experiment, seed, run_dir)
         architecture = next(iter(exports.values()))
-        for name, (method, preset) in experiment.strategies.items():
+        for name, (_, preset) in experiment.strategies.items():
             encoder = exports.get(name, architecture)
             for budget in experiment.budgets:
                 run_dir = os.path.join(

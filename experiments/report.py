@@ -65,7 +65,8 @@ def markdown_table(rows: list[dict], title: str, notes: str = "") -> str:
         some = next(s for (m, b), s in summary.items() if b == "all")
         lines += [
             "",
-            f"`all` means {some['labels']} training labels (the rest of the pool is validation).",
+            f"`all` means {some['labels']} training labels; the rest of the "
+            "pool is the validation set.",
         ]
     if notes:
         lines += ["", notes]

@@ -1,4 +1,8 @@
-"""`finetune --encoder DIR --dataset NAME --labels N --workdir DIR [--preset P] [--config.KEY=VALUE ...]`."""
+"""The `finetune` command.
+
+finetune --encoder DIR --dataset NAME --labels N --workdir DIR
+         [--preset P] [--config FILE] [--config.KEY=VALUE ...]
+"""
 
 import argparse
 import sys

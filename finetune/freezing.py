@@ -84,5 +84,5 @@ def masked_optimizer(
 
 
 def frozen_mask(labels: nnx.State) -> nnx.State:
-    """True where a leaf is frozen (the direction `PhaseTrainer(frozen=...)` expects)."""
+    """True where a leaf is frozen, as `PhaseTrainer(frozen=...)` expects."""
     return jax.tree.map(lambda label: label == "freeze", labels)

@@ -47,7 +47,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.patience = 15  # epochs without a better validation accuracy
     config.batch_size = 32
     config.release_batch_norm = False  # full only: train batch norm as usual
-    config.lr_search = ()  # multipliers of every stage's learning rate, picked on validation
+    # Multipliers of every stage's learning rate; the best on validation wins.
+    config.lr_search = ()
     config.augment = False  # random shifts, rotations and noise of image inputs
     config.augment_shift = 1  # pixels
     config.augment_rotation = 10.0  # degrees

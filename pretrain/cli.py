@@ -1,4 +1,8 @@
-"""`pretrain METHOD --dataset NAME --workdir DIR [--config FILE] [--config.KEY=VALUE ...]`."""
+"""The `pretrain` command.
+
+pretrain METHOD --dataset NAME --workdir DIR
+         [--config FILE] [--config.KEY=VALUE ...]
+"""
 
 import argparse
 import sys

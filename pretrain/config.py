@@ -97,7 +97,9 @@ def load_config_file(path: str) -> dict[str, Any]:
             with open(path) as f:
                 values = json.load(f)
         except json.JSONDecodeError as error:
-            raise ConfigError(f"config file {path!r} is not valid JSON: {error}")
+            raise ConfigError(
+                f"config file {path!r} is not valid JSON: {error}"
+            ) from None
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path!r} must hold a JSON object")
         return _flatten(values)

@@ -106,7 +106,8 @@ class DenseEncoder(nnx.Module):
     def __call__(
         self, x: jax.Array, *, train: bool = False, depth: int | None = None
     ) -> jax.Array:
-        """Encode `x` of shape [batch, *input_shape] through the first `depth` layers."""
+        """Encode `x` [batch, *input_shape] with the first `depth` layers (all
+        layers when `depth` is None)."""
         x = x.reshape(x.shape[0], -1)
         for layer in self.layers[:depth]:
             x = layer(x, train=train)
@@ -118,7 +119,8 @@ def check_spec(spec: Mapping[str, Any]) -> None:
     expected = {"family", "input_shape", "layers"}
     if set(spec) != expected:
         raise SpecError(
-            f"encoder spec keys {sorted(spec)} differ from the expected {sorted(expected)}"
+            f"encoder spec keys {sorted(spec)} differ from the expected "
+            f"{sorted(expected)}"
         )
     if spec["family"] not in FAMILIES:
         raise SpecError(

@@ -95,7 +95,9 @@ def test_same_seed_same_bits():
     fit(first, data, epochs=2, progress=False)
     fit(second, data, epochs=2, progress=False)
     for a, b in zip(
-        jax.tree.leaves(first.state.params), jax.tree.leaves(second.state.params)
+        jax.tree.leaves(first.state.params),
+        jax.tree.leaves(second.state.params),
+        strict=True,
     ):
         np.testing.assert_array_equal(a, b)
 
@@ -116,7 +118,9 @@ def test_scan_matches_step_loop():
     fit(scanned, data, epochs=2, progress=False)
     fit(looped, data, epochs=2, progress=False)
     for a, b in zip(
-        jax.tree.leaves(scanned.state.params), jax.tree.leaves(looped.state.params)
+        jax.tree.leaves(scanned.state.params),
+        jax.tree.leaves(looped.state.params),
+        strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
