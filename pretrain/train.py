@@ -152,7 +152,9 @@ class PhaseTrainer:
         rng = jax.random.fold_in(self.step_rng, state.step)
 
         def loss_of(params):
-            model = nnx.merge(self.graphdef, params, state.rest)
+            # copy=True gives the model its own Variables inside this trace, so
+            # batch norm may update its statistics here.
+            model = nnx.merge(self.graphdef, params, state.rest, copy=True)
             loss, metrics = self.loss_fn(model, batch, rng)
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return loss, (metrics, rest)
@@ -169,7 +171,7 @@ class PhaseTrainer:
                 params,
             )
 
-        metrics = {"loss": loss, **metrics, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         metrics["examples"] = jnp.sum(batch["weight"])
         new_state = TrainState(params, rest, opt_state, state.step + 1)
         return new_state, metrics
