@@ -300,7 +300,6 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
 
 
 def pretrain_autoencoder(context: PretrainContext) -> TrainedEncoder:
-    check_config(context.config)
     if context.config.end_to_end:
         return pretrain_end_to_end(context)
     return pretrain_layerwise(context)
@@ -425,6 +424,7 @@ for name, description, changes in [
             name=name,
             description=description,
             defaults=lambda changes=changes: autoencoder_config(**changes),
+            check_config=check_config,
             pretrain=pretrain_autoencoder,
         )
     )

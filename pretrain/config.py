@@ -50,7 +50,10 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
             raise _unknown_key(key, _all_keys(config))
         node = node[part]
     if leaf not in node:
-        raise _unknown_key(key, _all_keys(config))
+        if node.is_locked:
+            raise _unknown_key(key, _all_keys(config))
+        node[leaf] = value  # an open section, checked by whoever reads it
+        return
 
     current = node[leaf]
     if isinstance(current, tuple) and isinstance(value, int | float):
@@ -128,10 +131,18 @@ def build_config(
     *,
     file: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    open_sections: Iterable[str] = (),
 ) -> ml_collections.ConfigDict:
-    """Defaults, then the config file, then overrides; the result is locked."""
+    """Defaults, then the config file, then overrides; the result is locked.
+
+    `open_sections` name nested dicts that accept new keys, such as an
+    experiment's overrides for another command's config, which that command
+    checks itself.
+    """
     config = defaults()
     config.lock()
+    for section in open_sections:
+        config[section].unlock()
     if file is not None:
         apply_overrides(config, load_config_file(file))
     apply_overrides(config, overrides or {})

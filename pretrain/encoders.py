@@ -9,6 +9,8 @@ Every method that trains an encoder writes this spec into its export, and
 `build_encoder` turns it back into a module without the code that trained it.
 """
 
+import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -114,21 +116,14 @@ class DenseEncoder(nnx.Module):
         return x
 
 
-def check_spec(spec: Mapping[str, Any]) -> None:
-    """Raise SpecError naming the first invalid field of an encoder spec."""
+def check_dense_spec(spec: Mapping[str, Any]) -> None:
     expected = {"family", "input_shape", "layers"}
     if set(spec) != expected:
         raise SpecError(
             f"encoder spec keys {sorted(spec)} differ from the expected "
             f"{sorted(expected)}"
         )
-    if spec["family"] not in FAMILIES:
-        raise SpecError(
-            f"unknown encoder family {spec['family']!r}; known: {sorted(FAMILIES)}"
-        )
-    shape = spec["input_shape"]
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise SpecError(f"input_shape {shape!r} must be a list of positive ints")
+    check_input_shape(spec["input_shape"])
     if not spec["layers"]:
         raise SpecError("an encoder spec needs at least one layer")
     layer_keys = {"features", "activation", "batch_norm"}
@@ -147,14 +142,72 @@ def check_spec(spec: Mapping[str, Any]) -> None:
             raise SpecError(f"layer {i} batch_norm must be true or false")
 
 
-FAMILIES: dict[str, type[nnx.Module]] = {"dense": DenseEncoder}
+def check_input_shape(shape: Any) -> None:
+    if (
+        not isinstance(shape, list | tuple)
+        or not shape
+        or not all(isinstance(d, int) and d > 0 for d in shape)
+    ):
+        raise SpecError(f"input_shape {shape!r} must be a list of positive ints")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """An encoder family: its module, built as `build(spec, rngs)`, and the
+    strict check of its spec.
+
+    Every family's module takes `__call__(x, *, train=False)`, where `train`
+    makes batch norm use batch statistics, and has `layers` (an `nnx.List`,
+    the unit that fine-tuning unfreezes from the top down) and `features`
+    (the width of its output).
+    """
+
+    build: Callable[[Mapping[str, Any], nnx.Rngs], nnx.Module]
+    check: Callable[[Mapping[str, Any]], None]
+
+
+FAMILIES: dict[str, Family] = {
+    "dense": Family(
+        build=lambda spec, rngs: DenseEncoder(
+            tuple(spec["input_shape"]), list(spec["layers"]), rngs=rngs
+        ),
+        check=check_dense_spec,
+    )
+}
+
+
+# Modules whose import registers more families; imported on first lookup so
+# that loading an export needs no import of the code that trained it.
+FAMILY_MODULES: tuple[str, ...] = ()
+
+
+def _load_families() -> None:
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
+
+
+def register_family(name: str, family: Family) -> None:
+    if name in FAMILIES:
+        raise ValueError(f"an encoder family named {name!r} is already registered")
+    FAMILIES[name] = family
+
+
+def check_spec(spec: Mapping[str, Any]) -> None:
+    """Raise SpecError naming the first invalid field of an encoder spec."""
+    if not isinstance(spec, Mapping) or "family" not in spec:
+        raise SpecError("an encoder spec must be a JSON object with a 'family' key")
+    _load_families()
+    if spec["family"] not in FAMILIES:
+        raise SpecError(
+            f"unknown encoder family {spec['family']!r}; known: {sorted(FAMILIES)}"
+        )
+    FAMILIES[spec["family"]].check(spec)
 
 
 def build_encoder(spec: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx.Module:
     """Build a freshly initialised encoder from its spec."""
     check_spec(spec)
-    family = FAMILIES[spec["family"]]
-    return family(tuple(spec["input_shape"]), list(spec["layers"]), rngs=rngs)
+    return FAMILIES[spec["family"]].build(spec, rngs)
 
 
 def dense_spec(

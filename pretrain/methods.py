@@ -7,6 +7,7 @@ builds its models and losses, trains them with the shared loop in
 
 import dataclasses
 import difflib
+import importlib
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,8 @@ class Method:
     name: str
     description: str
     defaults: Callable[[], ml_collections.ConfigDict]
+    # Raises ConfigError for invalid values; runs before any output is written.
+    check_config: Callable[[ml_collections.ConfigDict], None]
     pretrain: Callable[[PretrainContext], TrainedEncoder]
 
 
@@ -70,10 +73,14 @@ def register(method: Method) -> Method:
     return method
 
 
-def all_methods() -> dict[str, Method]:
-    """Every registered method; importing the method modules registers them."""
-    import pretrain.autoencoder  # noqa: F401
+# Modules whose import registers their methods (and any encoder family).
+METHOD_MODULES = ("pretrain.autoencoder",)
 
+
+def all_methods() -> dict[str, Method]:
+    """Every registered method, after importing `METHOD_MODULES`."""
+    for module in METHOD_MODULES:
+        importlib.import_module(module)
     return METHODS
 
 

@@ -69,6 +69,7 @@ def run(method: str, config: ml_collections.ConfigDict, workdir: str) -> str:
     """
     trainer_method = get_method(method)
     check_common(config)
+    trainer_method.check_config(config)
     workdir = check_workdir(workdir)
     dataset = load_dataset(
         config.dataset, split_seed=config.split_seed, data_dir=config.data_dir or None
