@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: load_experiment(args.name),
             file=args.config,
             overrides=split_overrides(extra),
+            open_sections=("pretrain", "finetune"),
         )
         rows = run_grid(config, args.workdir)
         print(

@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
         }
     )
     config.pretrain = ml_collections.ConfigDict(
-        {"hidden": (256, 128), "epochs": 30, "batch_size": 64}
+        {"hidden": (512, 256), "activation": "relu", "epochs": 50, "batch_size": 64}
     )
     config.finetune = ml_collections.ConfigDict({"lr_search": (0.5, 1.0, 2.0)})
     return config
