@@ -1,6 +1,7 @@
 """`experiments NAME --workdir DIR [--config.KEY=VALUE ...]`."""
 
 import argparse
+import logging
 import sys
 
 from pretrain import config as config_lib
@@ -28,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     setup_logging(args.verbose)
+    if not args.verbose:
+        # A grid runs hundreds of stages; keep one line per run in the log.
+        for name in ("finetune", "pretrain"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     def body():
         from experiments.grid import load_experiment, run_grid

@@ -72,11 +72,14 @@ def masked_optimizer(
     """AdamW on the "train" leaves; `set_to_zero` on the "freeze" leaves.
 
     `optax.multi_transform` keeps no AdamW state for frozen leaves, so weight
-    decay and momentum cannot move them.
+    decay and momentum cannot move them. The learning rate and weight decay
+    are injected into the optimizer state, so one compiled step serves every
+    value of them.
     """
+    adamw = optax.inject_hyperparams(optax.adamw)
     return optax.multi_transform(
         {
-            "train": optax.adamw(learning_rate, weight_decay=weight_decay),
+            "train": adamw(learning_rate=learning_rate, weight_decay=weight_decay),
             "freeze": optax.set_to_zero(),
         },
         labels,

@@ -171,6 +171,18 @@ def evaluate(model: Classifier, data: dict[str, np.ndarray]) -> tuple[float, flo
     return accuracy, float(np.mean(losses))
 
 
+def stage_cache_key(rules, config) -> tuple:
+    """Everything besides the model structure that the compiled step depends on:
+    the freezing rules and the loss's augmentation settings."""
+    augmentation = (
+        config.augment,
+        config.augment_shift,
+        config.augment_rotation,
+        config.augment_noise,
+    )
+    return ("finetune", tuple(rules), augmentation)
+
+
 def train_stage(
     model: Classifier,
     stage: Stage,
@@ -194,6 +206,7 @@ def train_stage(
         batch_size=min(config.batch_size, len(splits.train["y"])),
         frozen=freezing.frozen_mask(labels),
         name=stage.name,
+        cache_key=stage_cache_key(rules, config),
     )
     best = {"score": (-1.0, 0.0), "epoch": 0, "state": None}
 

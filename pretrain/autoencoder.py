@@ -141,6 +141,20 @@ def layer_loss_fn(config: ml_collections.ConfigDict, loss: str):
     return loss_fn
 
 
+def loss_cache_key(config: ml_collections.ConfigDict, loss: str) -> tuple:
+    """The config values that the compiled autoencoder step depends on."""
+    return (
+        "autoencoder",
+        loss,
+        config.noise,
+        config.noise_level,
+        config.sparsity_target,
+        config.sparsity_weight,
+        config.contractive_weight,
+        config.learning_rate,
+    )
+
+
 def choose_loss(config: ml_collections.ConfigDict, unit_range: bool) -> str:
     """Cross-entropy for inputs in [0, 1] unless the config names a loss."""
     if config.loss != "auto":
@@ -192,6 +206,7 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
             scan=config.scan,
             drop_remainder=config.drop_remainder,
             name=f"layer{k}",
+            cache_key=loss_cache_key(config, loss),
         )
         fit(trainer, {"x": inputs}, epochs=config.epochs, writer=context.writer)
         layer = trainer.model()
@@ -287,6 +302,7 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
         scan=config.scan,
         drop_remainder=config.drop_remainder,
         name="deep",
+        cache_key=("deep",) + loss_cache_key(config, loss),
     )
     fit(trainer, {"x": inputs}, epochs=config.epochs, writer=context.writer)
     model = trainer.model()

@@ -12,7 +12,7 @@ phase compiles its step once.
 """
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import flax.struct
@@ -53,6 +53,7 @@ class TrainState:
     rest: nnx.State  # batch statistics and any other state that is not trained
     opt_state: optax.OptState
     step: jax.Array  # int32 scalar, steps taken in this phase
+    rng: jax.Array  # the phase's step key; step k uses fold_in(rng, k)
 
 
 def epoch_batches(
@@ -89,67 +90,28 @@ def _copy_tree(tree: Any) -> Any:
     return jax.tree.map(jnp.copy, tree)
 
 
-class PhaseTrainer:
-    """Train one phase (an autoencoder layer, a fine-tuning stage, ...).
+class _CompiledSteps:
+    """The jit-compiled step and epoch of one (model structure, loss, optimizer).
 
-    Args:
-      model: the NNX module to train; it is not changed, call `model()` for
-        the trained copy.
-      loss_fn: see `LossFn`.
-      tx: the optax transformation over the model's `nnx.Param` state.
-      rng: key for data order and for the per-step keys passed to `loss_fn`
-        (`fold_in(rng, step)`).
-      batch_size: rows per step.
-      frozen: optional pytree of bools shaped like the params; True leaves are
-        passed through the step unchanged, so they come out bit-identical
-        whatever the optimizer does (for example -0.0 + 0.0 flips a sign bit).
-      scan: run a whole epoch as one compiled `lax.scan`; needs the data on
-        the device. With False, a compiled step is called once per batch.
-      drop_remainder: drop the last partial batch instead of padding it.
+    `PhaseTrainer`s given the same `cache_key` share one instance, so runs
+    that differ only in data, initial values or injected hyperparameters
+    (seeds, learning-rate candidates) compile once between them.
     """
 
-    def __init__(
-        self,
-        model: nnx.Module,
-        loss_fn: LossFn,
-        tx: optax.GradientTransformation,
-        *,
-        rng: jax.Array,
-        batch_size: int,
-        frozen: Any = None,
-        scan: bool = True,
-        drop_remainder: bool = False,
-        name: str = "train",
-    ):
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+    def __init__(self, graphdef, loss_fn: LossFn, tx, frozen):
+        self.graphdef = graphdef
         self.loss_fn = loss_fn
         self.tx = tx
-        self.batch_size = batch_size
         self.frozen = frozen
-        self.scan = scan
-        self.drop_remainder = drop_remainder
-        self.name = name
-        self.shuffle_rng, self.step_rng = jax.random.split(rng)
         self.trace_count = 0  # how often the step was traced, i.e. compiled
-
-        self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        params, rest = _copy_tree(params), _copy_tree(rest)
-        self.state = TrainState(
-            params=params,
-            rest=rest,
-            opt_state=tx.init(params),
-            step=jnp.zeros((), jnp.int32),
-        )
-        self.epochs_done = 0
-        self._jit_step = jax.jit(self._train_step, donate_argnums=0)
-        self._jit_epoch = jax.jit(self._train_epoch, donate_argnums=0)
+        self.step = jax.jit(self._train_step, donate_argnums=0)
+        self.epoch = jax.jit(self._train_epoch, donate_argnums=0)
 
     def _train_step(
         self, state: TrainState, batch: Batch
     ) -> tuple[TrainState, Metrics]:
         self.trace_count += 1
-        rng = jax.random.fold_in(self.step_rng, state.step)
+        rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_of(params):
             # copy=True gives the model its own Variables inside this trace, so
@@ -173,7 +135,9 @@ class PhaseTrainer:
 
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         metrics["examples"] = jnp.sum(batch["weight"])
-        new_state = TrainState(params, rest, opt_state, state.step + 1)
+        new_state = state.replace(
+            params=params, rest=rest, opt_state=opt_state, step=state.step + 1
+        )
         return new_state, metrics
 
     def _train_epoch(
@@ -191,6 +155,80 @@ class PhaseTrainer:
 
         return jax.lax.scan(body, state, (indices, weight))
 
+
+_COMPILED: dict[Hashable, _CompiledSteps] = {}
+
+
+class PhaseTrainer:
+    """Train one phase (an autoencoder layer, a fine-tuning stage, ...).
+
+    Args:
+      model: the NNX module to train; it is not changed, call `model()` for
+        the trained copy.
+      loss_fn: see `LossFn`.
+      tx: the optax transformation over the model's `nnx.Param` state.
+      rng: key for data order and for the per-step keys passed to `loss_fn`
+        (`fold_in(rng, step)`).
+      batch_size: rows per step.
+      frozen: optional pytree of bools shaped like the params; True leaves are
+        passed through the step unchanged, so they come out bit-identical
+        whatever the optimizer does (for example -0.0 + 0.0 flips a sign bit).
+      scan: run a whole epoch as one compiled `lax.scan`; needs the data on
+        the device. With False, a compiled step is called once per batch.
+      drop_remainder: drop the last partial batch instead of padding it.
+      cache_key: trainers with equal keys reuse one compiled step. The caller
+        promises that equal keys mean the same model structure, `loss_fn`
+        behaviour, `frozen` mask and optimizer update; values that differ,
+        such as a learning rate, must live in the optimizer state
+        (`optax.inject_hyperparams`).
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        loss_fn: LossFn,
+        tx: optax.GradientTransformation,
+        *,
+        rng: jax.Array,
+        batch_size: int,
+        frozen: Any = None,
+        scan: bool = True,
+        drop_remainder: bool = False,
+        name: str = "train",
+        cache_key: Hashable | None = None,
+    ):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.batch_size = batch_size
+        self.scan = scan
+        self.drop_remainder = drop_remainder
+        self.name = name
+        self.shuffle_rng, step_rng = jax.random.split(rng)
+
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        params, rest = _copy_tree(params), _copy_tree(rest)
+        self.state = TrainState(
+            params=params,
+            rest=rest,
+            opt_state=tx.init(params),
+            step=jnp.zeros((), jnp.int32),
+            rng=step_rng,
+        )
+        if cache_key is None:
+            self._compiled = _CompiledSteps(graphdef, loss_fn, tx, frozen)
+        else:
+            key = (graphdef, cache_key)
+            if key not in _COMPILED:
+                _COMPILED[key] = _CompiledSteps(graphdef, loss_fn, tx, frozen)
+            self._compiled = _COMPILED[key]
+        self.graphdef = graphdef
+        self.epochs_done = 0
+
+    @property
+    def trace_count(self) -> int:
+        """How often this trainer's step was compiled (shared under a cache key)."""
+        return self._compiled.trace_count
+
     def run_epoch(self, data: Mapping[str, Any]) -> dict[str, float]:
         """Train one epoch over `data` (arrays with a shared leading axis)."""
         n = len(next(iter(data.values())))
@@ -200,13 +238,15 @@ class PhaseTrainer:
             logger.info("%s: compiling the train step", self.name)
 
         if self.scan:
-            self.state, metrics = self._jit_epoch(self.state, data, indices, weight)
+            self.state, metrics = self._compiled.epoch(
+                self.state, data, indices, weight
+            )
         else:
             per_batch = []
             for rows, w in zip(indices, weight, strict=True):
                 batch = {key: np.asarray(value[rows]) for key, value in data.items()}
                 batch["weight"] = w
-                self.state, metrics = self._jit_step(self.state, batch)
+                self.state, metrics = self._compiled.step(self.state, batch)
                 per_batch.append(metrics)
             metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_batch)
 
