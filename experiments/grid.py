@@ -2,6 +2,8 @@
 
 import csv
 import importlib
+import io
+import json
 import logging
 import os
 import pkgutil
@@ -9,11 +11,13 @@ import pkgutil
 import ml_collections
 
 import experiments.configs
+from experiments.baselines import baseline_rows
 from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
-from pretrain.workdir import check_workdir, write_text
+from pretrain.provenance import provenance
+from pretrain.workdir import check_workdir, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +50,28 @@ def load_experiment(name: str) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+def _finished(workdir: str, output: str, config: dict) -> bool:
+    """Whether `workdir` holds a finished run of exactly `config`.
+
+    A finished run of another config is an error rather than silently reused.
+    """
+    if not os.path.isfile(os.path.join(workdir, output)):
+        return False
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = json.load(f)
+    if saved != config:
+        changed = sorted(
+            k for k in set(saved) | set(config) if saved.get(k) != config.get(k)
+        )
+        raise ConfigError(
+            f"{workdir!r} holds a finished run with a different config (keys "
+            f"{changed} differ); use a new --workdir or delete that directory"
+        )
+    logger.info("reusing the finished run in %s", workdir)
+    return True
+
+
 def _pretrain(method, experiment, seed, workdir) -> str:
-    export = os.path.join(workdir, "encoder")
-    if os.path.isfile(os.path.join(export, "encoder.json")):
-        logger.info("reusing %s", export)
-        return export
     overrides = {
         "dataset": experiment.dataset,
         "seed": seed,
@@ -59,16 +80,13 @@ def _pretrain(method, experiment, seed, workdir) -> str:
     config = config_lib.build_config(
         lambda: pretrain_run.default_config(method), overrides=overrides
     )
+    saved = {"method": method, **config_lib.to_dict(config)}
+    if _finished(workdir, os.path.join("encoder", "encoder.json"), saved):
+        return os.path.join(workdir, "encoder")
     return pretrain_run.run(method, config, workdir)
 
 
 def _finetune(encoder, preset, budget, experiment, seed, workdir) -> dict:
-    metrics_path = os.path.join(workdir, "metrics.json")
-    if os.path.isfile(metrics_path):
-        import json
-
-        with open(metrics_path) as f:
-            return json.load(f)
     overrides = {
         "encoder": encoder,
         "dataset": experiment.dataset,
@@ -78,6 +96,9 @@ def _finetune(encoder, preset, budget, experiment, seed, workdir) -> dict:
         **config_lib.to_dict(experiment.finetune),
     }
     config = config_lib.build_config(finetune_run.default_config, overrides=overrides)
+    if _finished(workdir, "metrics.json", config_lib.to_dict(config)):
+        with open(os.path.join(workdir, "metrics.json")) as f:
+            return json.load(f)
     return finetune_run.run(config, workdir)
 
 
@@ -109,6 +130,8 @@ def run_grid(experiment: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     workdir = check_workdir(workdir)
     check_experiment(experiment)
     os.makedirs(workdir, exist_ok=True)
+    write_json(os.path.join(workdir, "config.json"), config_lib.to_dict(experiment))
+    write_json(os.path.join(workdir, "provenance.json"), provenance())
     rows = []
     for seed in experiment.seeds:
         exports = {}
@@ -134,13 +157,13 @@ def run_grid(experiment: ml_collections.ConfigDict, workdir: str) -> list[dict]:
                     seed,
                     metrics["test_accuracy"],
                 )
+        if experiment.baselines:
+            rows += baseline_rows(experiment, seed)
     write_csv(os.path.join(workdir, "results.csv"), rows)
     return rows
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()

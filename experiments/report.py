@@ -73,6 +73,32 @@ def markdown_table(rows: list[dict], title: str, notes: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_note(rows: list[dict], budget: str = "100") -> str:
+    """One sentence on whether the best pretrained strategy beats scratch."""
+    summary = summarize(rows)
+    scratch = summary.get(("scratch", budget))
+    pretrained = {
+        method: stats
+        for (method, b), stats in summary.items()
+        if b == budget and method != "scratch" and _is_finetuned(rows, method)
+    }
+    if scratch is None or not pretrained:
+        return ""
+    best, stats = max(pretrained.items(), key=lambda item: item[1]["mean"])
+    verdict = "above" if stats["mean"] > scratch["mean"] else "not above"
+    return (
+        f"At {budget} labels the best pretrained strategy, {best}, scores "
+        f"{stats['mean']:.4f}, {verdict} scratch's {scratch['mean']:.4f} "
+        f"(difference {stats['mean'] - scratch['mean']:+.4f}; standard "
+        f"deviations {stats['std']:.4f} and {scratch['std']:.4f} over "
+        f"{stats['runs']} seeds)."
+    )
+
+
+def _is_finetuned(rows: list[dict], method: str) -> bool:
+    return any(r["method"] == method and r["preset"] != "baseline" for r in rows)
+
+
 def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
     """Test accuracy against the number of labels, one line per method."""
     summary = summarize(rows)
@@ -99,6 +125,7 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
 
 
 def write_report(rows: list[dict], workdir: str, title: str, notes: str = "") -> str:
+    notes = "\n\n".join(part for part in (comparison_note(rows), notes) if part)
     table = markdown_table(rows, title, notes)
     write_text(os.path.join(workdir, "results.md"), table)
     plot_accuracy(rows, os.path.join(workdir, "accuracy_vs_labels.png"), title)

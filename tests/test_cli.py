@@ -92,6 +92,7 @@ def test_experiments_quick_tiny(data_dir, tmp_path):
         "--config.finetune.lr_search=(1.0,)",
         "--config.finetune.epochs_head=2",
         "--config.finetune.epochs_finetune=1",
+        "--config.baselines=false",
     ]
     assert experiments_main(argv) == 0
     with open(os.path.join(workdir, "results.csv")) as f:
@@ -104,6 +105,30 @@ def test_experiments_quick_tiny(data_dir, tmp_path):
         table = f.read()
     assert "| scratch |" in table
     assert os.path.isfile(os.path.join(workdir, "accuracy_vs_labels.png"))
+    assert os.path.isfile(os.path.join(workdir, "provenance.json"))
+
+    # A rerun reuses every finished run and writes the same results.
+    with open(os.path.join(workdir, "results.csv")) as f:
+        first = f.read()
+    assert experiments_main(argv) == 0
+    with open(os.path.join(workdir, "results.csv")) as f:
+        assert f.read() == first
+
+    # A changed config must not silently reuse runs of the old one.
+    changed = [a.replace("pretrain.epochs=1", "pretrain.epochs=2") for a in argv]
+    assert experiments_main(changed) == 2
+
+
+def test_baselines_on_same_labels(data_dir):
+    import ml_collections
+
+    from experiments.baselines import baseline_rows
+
+    experiment = ml_collections.ConfigDict({"dataset": "digits", "budgets": ("50",)})
+    rows = baseline_rows(experiment, seed=0)
+    assert [row["method"] for row in rows] == ["logreg_pixels", "mlp_sklearn"]
+    assert all(row["labels"] == 50 for row in rows)
+    assert all(row["test_accuracy"] > 0.5 for row in rows)
 
 
 def bad_pretrain(tmp_path, *extra, method="ae", dataset="digits"):
