@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_lib.build_config(
             default_config, file=args.config, overrides=overrides
         )
-        run(config, args.workdir)
+        run(config, args.workdir, overwrite=args.overwrite)
 
     return run_command(body)
 

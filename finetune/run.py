@@ -16,13 +16,14 @@ from finetune.augment import augment
 from finetune.model import Classifier, Head, head_spec
 from finetune.stages import PRESETS, Stage, schedule, stage_rules
 from pretrain import config as config_lib
+from pretrain.checkpoint import checkpoint_root
 from pretrain.data import label_split, load_dataset, parse_budget
 from pretrain.encoders import build_encoder
 from pretrain.export import ExportError, flat_state, load_encoder, write_weights_dir
 from pretrain.metrics import MetricWriter
 from pretrain.provenance import provenance
-from pretrain.train import PhaseTrainer, fit, predict, weighted_mean
-from pretrain.workdir import check_workdir, write_json
+from pretrain.train import BestTracker, PhaseTrainer, fit, predict, weighted_mean
+from pretrain.workdir import check_workdir, start_run, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.epochs_finetune = 30  # per unfreezing stage
     config.patience = 15  # epochs without a better validation accuracy
     config.batch_size = 32
+    # Epochs between checkpoints; 0 keeps only the one at the end of a stage.
+    config.checkpoint_every = 10
     config.release_batch_norm = False  # full only: train batch norm as usual
     # Multipliers of every stage's learning rate; the best on validation wins.
     config.lr_search = ()
@@ -65,6 +68,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check(config.weight_decay >= 0, "weight_decay", config.weight_decay, "must be >= 0")
     for key in ("epochs_head", "epochs_finetune", "batch_size", "patience"):
         check(config[key] > 0, key, config[key], "must be a positive int")
+    check(
+        config.checkpoint_every >= 0,
+        "checkpoint_every",
+        config.checkpoint_every,
+        "must be >= 0",
+    )
     check(config.drop_top >= 0, "drop_top", config.drop_top, "must be >= 0")
     check(
         all(m > 0 for m in config.lr_search),
@@ -208,35 +217,36 @@ def train_stage(
         name=stage.name,
         cache_key=stage_cache_key(rules, config),
     )
-    best = {"score": (-1.0, 0.0), "epoch": 0, "state": None}
+    # Small validation sets often tie on accuracy; the lower loss breaks ties.
+    best = BestTracker(
+        lambda m: (m["val_accuracy"], -m["val_loss"]), patience=config.patience
+    )
 
     def on_epoch(epoch, metrics):
         val_accuracy, val_loss = evaluate(trainer.model(), splits.val)
         metrics["val_accuracy"], metrics["val_loss"] = val_accuracy, val_loss
-        # Small validation sets often tie on accuracy; the lower loss breaks ties.
-        score = (val_accuracy, -val_loss)
-        if score > best["score"]:
-            best.update(score=score, epoch=epoch + 1)
-            best["state"] = jax.tree.map(jnp.copy, nnx.state(trainer.model()))
-        return epoch + 1 - best["epoch"] >= config.patience
+        return False
 
     history = fit(
-        trainer, splits.train, epochs=stage.epochs, writer=writer, on_epoch=on_epoch
+        trainer,
+        splits.train,
+        epochs=stage.epochs,
+        writer=writer,
+        on_epoch=on_epoch,
+        select=best,
     )
-    best_model = trainer.model()
-    nnx.update(best_model, best["state"])
     result = {
         "stage": stage.name,
         "trainable_layers": list(stage.trainable_layers),
         "learning_rate": learning_rate,
         "epochs_run": len(history),
-        "best_epoch": best["epoch"],
-        "val_accuracy": best["score"][0],
-        "val_loss": -best["score"][1],
-        "train_loss": history[best["epoch"] - 1]["loss"],
+        "best_epoch": best.best_epoch,
+        "val_accuracy": best.best_score[0],
+        "val_loss": -best.best_score[1],
+        "train_loss": history[best.best_epoch - 1]["loss"],
         "compiles": trainer.trace_count,
     }
-    return best_model, result
+    return best.best_model(trainer), result
 
 
 def run_schedule(loaded, splits, config, lr_multiplier, writer):
@@ -267,22 +277,23 @@ def run_schedule(loaded, splits, config, lr_multiplier, writer):
     return model, best_score, results
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(
+    config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
+) -> dict:
     """Fine-tune `config.encoder` on `config.dataset`; return the metrics.
 
     Writes `metrics.json`, `config.json`, `provenance.json`, `labels.json`
-    (the exact label and validation indices), `metrics.jsonl` and the
-    fine-tuned model in `model/`.
+    (the exact label and validation indices), `metrics.jsonl`, checkpoints in
+    `checkpoints/` and the fine-tuned model in `model/`. Run again on the same
+    workdir and config, it resumes; a different config needs `overwrite`.
     """
     check_config(config)
     workdir = check_workdir(workdir)
     loaded = load_encoder(config.encoder)
     splits = prepare_data(config, loaded.scaler, loaded.spec["input_shape"])
 
-    os.makedirs(workdir, exist_ok=True)
-    if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-        os.remove(os.path.join(workdir, "metrics.jsonl"))
-    write_json(os.path.join(workdir, "config.json"), config_lib.to_dict(config))
+    if start_run(workdir, config_lib.to_dict(config), overwrite=overwrite):
+        logger.info("resuming the run in %s", workdir)
     run_provenance = provenance()
     write_json(
         os.path.join(workdir, "provenance.json"),
@@ -296,9 +307,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     try:
         for multiplier in multipliers:
             loaded = load_encoder(config.encoder)  # each candidate starts afresh
-            model, score, stages = run_schedule(
-                loaded, splits, config, multiplier, writer
-            )
+            checkpoints = os.path.join(workdir, "checkpoints", f"lr_x{multiplier:g}")
+            with checkpoint_root(checkpoints, every=config.checkpoint_every):
+                model, score, stages = run_schedule(
+                    loaded, splits, config, multiplier, writer
+                )
             logger.info(
                 "lr multiplier %g: validation accuracy %.4f", multiplier, score[0]
             )

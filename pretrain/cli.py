@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_lib.build_config(
             lambda: default_config(args.method), file=args.config, overrides=overrides
         )
-        run(args.method, config, args.workdir)
+        run(args.method, config, args.workdir, overwrite=args.overwrite)
 
     return run_command(body)
 

@@ -61,6 +61,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         help="config file: a .py file defining get_config(), or a saved config.json",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run with a different config in --workdir",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 

@@ -31,6 +31,15 @@ class MetricWriter:
             if key != "epoch":
                 self._tensorboard.add_scalar(f"{phase}/{key}", value, step)
 
+    def offset(self) -> int:
+        """Size of `metrics.jsonl` in bytes, to truncate back to on resume."""
+        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+    def truncate(self, offset: int) -> None:
+        if self.enabled and os.path.exists(self.path):
+            with open(self.path, "r+") as f:
+                f.truncate(offset)
+
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import shutil
 
 import jax
 import ml_collections
@@ -10,12 +9,13 @@ import numpy as np
 
 from pretrain import config as config_lib
 from pretrain import pictures
+from pretrain.checkpoint import checkpoint_root
 from pretrain.data import EMBEDDED_DATASETS, fit_scaler, load_dataset
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, get_method
 from pretrain.metrics import MetricWriter
 from pretrain.provenance import provenance
-from pretrain.workdir import check_workdir, write_json
+from pretrain.workdir import check_workdir, start_run, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def common_config() -> ml_collections.ConfigDict:
     config.scan = True  # run each epoch as one compiled lax.scan (data on device)
     config.drop_remainder = False  # drop the last partial batch instead of padding it
     config.safetensors = False  # also write encoder/weights.safetensors
+    # Epochs between checkpoints; 0 keeps only the one at the end of a phase.
+    config.checkpoint_every = 5
     return config
 
 
@@ -45,6 +47,12 @@ def default_config(method: str) -> ml_collections.ConfigDict:
 def check_common(config: ml_collections.ConfigDict) -> None:
     check = config_lib.check
     check(config.epochs > 0, "epochs", config.epochs, "must be a positive int")
+    check(
+        config.checkpoint_every >= 0,
+        "checkpoint_every",
+        config.checkpoint_every,
+        "must be >= 0",
+    )
     check(config.batch_size > 0, "batch_size", config.batch_size, "must be positive")
     check(
         config.learning_rate > 0,
@@ -60,12 +68,21 @@ def check_common(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def run(method: str, config: ml_collections.ConfigDict, workdir: str) -> str:
+def run(
+    method: str,
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    overwrite: bool = False,
+) -> str:
     """Pretrain `method` on `config.dataset` and export the encoder.
 
     Writes `workdir/encoder/` (the export), `workdir/config.json`,
     `workdir/provenance.json`, `workdir/metrics.jsonl`, TensorBoard files in
-    `workdir/tb/` and pictures. Returns the export directory.
+    `workdir/tb/`, checkpoints in `workdir/checkpoints/` and pictures. Run
+    again on the same workdir and config, it resumes from the last
+    checkpoint; a different config needs `overwrite`. Returns the export
+    directory.
     """
     trainer_method = get_method(method)
     check_common(config)
@@ -75,17 +92,9 @@ def run(method: str, config: ml_collections.ConfigDict, workdir: str) -> str:
         config.dataset, split_seed=config.split_seed, data_dir=config.data_dir or None
     )
 
-    os.makedirs(workdir, exist_ok=True)
-    # TODO: resume from checkpoints; for now a rerun starts over and replaces
-    # the previous outputs of this workdir.
-    for stale in ("metrics.jsonl", "tb"):
-        path = os.path.join(workdir, stale)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
     saved_config = {"method": method, **config_lib.to_dict(config)}
-    write_json(os.path.join(workdir, "config.json"), saved_config)
+    if start_run(workdir, saved_config, overwrite=overwrite):
+        logger.info("resuming the run in %s", workdir)
     run_provenance = provenance()
     write_json(
         os.path.join(workdir, "provenance.json"),
@@ -111,7 +120,9 @@ def run(method: str, config: ml_collections.ConfigDict, workdir: str) -> str:
             writer=writer,
             workdir=workdir,
         )
-        trained = trainer_method.pretrain(context)
+        checkpoints = os.path.join(workdir, "checkpoints")
+        with checkpoint_root(checkpoints, every=config.checkpoint_every):
+            trained = trainer_method.pretrain(context)
     finally:
         writer.close()
 
@@ -137,8 +148,10 @@ def run(method: str, config: ml_collections.ConfigDict, workdir: str) -> str:
 
 def _save_pictures(trained, input_shape, workdir: str) -> None:
     if trained.first_kernel is not None:
+        # A convolution's filter covers a kernel window, not the whole input.
+        filter_shape = trained.pictures.get("filter_shape", input_shape)
         pictures.save_filters(
-            trained.first_kernel, input_shape, os.path.join(workdir, "filters.png")
+            trained.first_kernel, filter_shape, os.path.join(workdir, "filters.png")
         )
     if "reconstructions" in trained.pictures:
         inputs, outputs = trained.pictures["reconstructions"]

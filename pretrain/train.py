@@ -23,6 +23,8 @@ import optax
 import tqdm
 from flax import nnx
 
+from pretrain.checkpoint import phase_checkpointer
+
 logger = logging.getLogger(__name__)
 
 Batch = dict[str, jax.Array]
@@ -314,6 +316,34 @@ def predict(
     return np.concatenate(jax.device_get(outputs))[:n]
 
 
+class BestTracker:
+    """Early stopping on a score computed after each epoch, keeping the best state.
+
+    `score(metrics)` returns a tuple compared lexicographically, higher is
+    better (for example `(val_accuracy, -val_loss)`); ties keep the earlier
+    epoch. With `patience`, the phase stops after that many epochs without a
+    better score.
+    """
+
+    def __init__(self, score: Callable[[dict], tuple], patience: int | None = None):
+        self.score = score
+        self.patience = patience
+        self.best_score: tuple | None = None
+        self.best_epoch = 0
+        self.best_state: tuple[nnx.State, nnx.State] | None = None  # params, rest
+
+    def update(self, epoch: int, metrics: dict, trainer: "PhaseTrainer") -> bool:
+        """Record epoch `epoch` (1-based); return True to stop the phase."""
+        score = tuple(self.score(metrics))
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = _copy_tree((trainer.state.params, trainer.state.rest))
+        return self.patience is not None and epoch - self.best_epoch >= self.patience
+
+    def best_model(self, trainer: "PhaseTrainer") -> nnx.Module:
+        return nnx.merge(trainer.graphdef, *self.best_state)
+
+
 def fit(
     trainer: PhaseTrainer,
     data: Mapping[str, Any],
@@ -321,32 +351,99 @@ def fit(
     epochs: int,
     writer: Any = None,
     on_epoch: Callable[[int, dict[str, float]], bool] | None = None,
+    select: BestTracker | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Run `epochs` epochs of `trainer`, logging each and stopping early on request.
 
     `on_epoch(epoch, metrics)` runs after each epoch (for validation, say) and
-    may add entries to `metrics`; it returns True to stop the phase.
+    may add entries to `metrics`; it returns True to stop the phase. `select`
+    then tracks the best epoch. Inside `pretrain.checkpoint.checkpoint_root`,
+    the phase is checkpointed under its trainer's name and resumed from its
+    latest checkpoint; a finished phase is restored without training.
     """
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
+    checkpointer = phase_checkpointer(trainer.name)
+    history, finished = _resume(trainer, checkpointer, select, writer)
+    if finished:
+        return history
     if trainer.scan:
         data = jax.device_put({key: jnp.asarray(value) for key, value in data.items()})
 
-    history = []
     # disable=None lets tqdm hide the bar when stderr is not a terminal.
     bar = tqdm.trange(
-        epochs, desc=trainer.name, leave=False, disable=None if progress else True
+        trainer.epochs_done,
+        epochs,
+        initial=trainer.epochs_done,
+        total=epochs,
+        desc=trainer.name,
+        leave=False,
+        disable=None if progress else True,
     )
     for epoch in bar:
         metrics = trainer.run_epoch(data)
-        check_finite(metrics, where=f"{trainer.name}, epoch {epoch + 1}")
+        _check_epoch(metrics, trainer, epoch, checkpointer)
         stop = on_epoch(epoch, metrics) if on_epoch is not None else False
+        if select is not None:
+            stop = select.update(epoch + 1, metrics, trainer) or stop
         metrics["epoch"] = epoch + 1
         history.append(metrics)
         if writer is not None:
             writer.write(trainer.name, int(trainer.state.step), metrics)
+        finished = stop or epoch + 1 == epochs
+        if checkpointer is not None and checkpointer.due(epoch + 1, finished):
+            _save(trainer, checkpointer, select, writer, history, finished)
         bar.set_postfix(loss=f"{metrics['loss']:.4g}")
         if stop:
             break
     return history
+
+
+def _check_epoch(metrics, trainer, epoch, checkpointer) -> None:
+    last = None if checkpointer is None else checkpointer.latest_path()
+    where = (
+        f"{trainer.name}, epoch {epoch + 1}, step {int(trainer.state.step)} "
+        f"(last good checkpoint: {last or 'none'})"
+    )
+    check_finite(metrics, where=where)
+
+
+def _items(trainer, select) -> dict[str, Any]:
+    items = {"state": trainer.state}
+    if select is not None:
+        items["best"] = select.best_state or (trainer.state.params, trainer.state.rest)
+    return items
+
+
+def _save(trainer, checkpointer, select, writer, history, finished) -> None:
+    meta = {
+        "epochs_done": trainer.epochs_done,
+        "history": history,
+        "finished": finished,
+        "best_epoch": None if select is None else select.best_epoch,
+        "best_score": None if select is None else list(select.best_score),
+        "metrics_offset": None if writer is None else writer.offset(),
+    }
+    checkpointer.save(trainer.epochs_done, _items(trainer, select), meta)
+
+
+def _resume(trainer, checkpointer, select, writer) -> tuple[list[dict], bool]:
+    """Restore the latest checkpoint into `trainer` and `select`, if any."""
+    if checkpointer is None:
+        return [], False
+    restored = checkpointer.restore(_items(trainer, select))
+    if restored is None:
+        return [], False
+
+    items, meta = restored
+    trainer.state = items["state"]
+    trainer.epochs_done = meta["epochs_done"]
+    if select is not None:
+        select.best_state = items["best"]
+        select.best_epoch = meta["best_epoch"]
+        select.best_score = tuple(meta["best_score"])
+    if writer is not None and meta["metrics_offset"] is not None:
+        # Drop metric lines written after the checkpoint; they are rewritten.
+        writer.truncate(meta["metrics_offset"])
+    return list(meta["history"]), meta["finished"]

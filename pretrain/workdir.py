@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -59,3 +60,58 @@ def write_text(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+# Everything a run writes into its workdir; an overwrite removes these only,
+# never other files the user keeps there.
+RUN_OUTPUTS = (
+    "checkpoints",
+    "config.json",
+    "provenance.json",
+    "metrics.jsonl",
+    "metrics.json",
+    "labels.json",
+    "tb",
+    "encoder",
+    "model",
+    "filters.png",
+    "reconstructions.png",
+    "samples.png",
+    "masks.png",
+)
+
+
+def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
+    """Prepare `workdir` for a run of `config`; return True when resuming.
+
+    A workdir holding a run of the same config resumes it. One holding a
+    different config is rejected unless `overwrite`, which first removes the
+    old run's outputs.
+    """
+    path = os.path.join(workdir, "config.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved == config:
+            return True
+        if not overwrite:
+            changed = sorted(
+                key
+                for key in set(saved) | set(config)
+                if saved.get(key) != config.get(key)
+            )
+            raise WorkdirError(
+                f"workdir {workdir!r} holds a run with a different config "
+                f"(keys {changed} differ); pass --overwrite to replace it, or "
+                "choose another --workdir"
+            )
+    if overwrite:
+        for name in RUN_OUTPUTS:
+            target = os.path.join(workdir, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.exists(target):
+                os.remove(target)
+    os.makedirs(workdir, exist_ok=True)
+    write_json(path, config)
+    return False

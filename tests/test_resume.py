@@ -1,0 +1,123 @@
+"""Killed runs resume from their last checkpoint and end bit-identical."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from finetune.cli import main as finetune_main
+from pretrain.cli import main as pretrain_main
+from pretrain.export import flat_state, load_encoder
+
+PRETRAIN_ARGS = [
+    "ae",
+    "--dataset",
+    "digits",
+    "--config.hidden=(32, 16)",
+    "--config.epochs=30",
+    "--config.checkpoint_every=1",
+]
+
+
+def finetune_args(encoder):
+    return [
+        "--encoder",
+        encoder,
+        "--labels",
+        "100",
+        "--config.epochs_head=30",
+        "--config.epochs_finetune=15",
+        "--config.patience=100",
+        "--config.checkpoint_every=1",
+    ]
+
+
+def committed_checkpoint(workdir: str) -> bool:
+    for root, dirs, _ in os.walk(os.path.join(workdir, "checkpoints")):
+        # orbax renames a step directory to its bare number once committed.
+        if any(d.isdigit() for d in dirs) and root:
+            return True
+    return False
+
+
+def kill_after_first_checkpoint(module: str, argv: list[str], workdir: str) -> None:
+    command = [sys.executable, "-m", module, *argv, "--workdir", workdir]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not committed_checkpoint(workdir):
+        if process.poll() is not None:
+            pytest.fail(
+                f"run ended before its first checkpoint: {process.stderr.read()}"
+            )
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no checkpoint within 120 s")
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.5))
+    process.send_signal(signal.SIGKILL)
+    # -SIGKILL: the run was still going, so the rerun has work left to resume.
+    assert process.wait(timeout=30) == -signal.SIGKILL
+
+
+def model_weights(path: str) -> dict:
+    return flat_state(load_encoder(path).module)
+
+
+def assert_same_weights(first: dict, second: dict) -> None:
+    assert sorted(first) == sorted(second)
+    for name in first:
+        assert np.array_equal(first[name], second[name]), name
+
+
+@pytest.mark.slow
+def test_pretrain_resumes_bit_identical(data_dir, tmp_path):
+    reference = str(tmp_path / "reference")
+    assert pretrain_main([*PRETRAIN_ARGS, "--workdir", reference]) == 0
+
+    resumed = str(tmp_path / "resumed")
+    kill_after_first_checkpoint("pretrain", PRETRAIN_ARGS, resumed)
+    assert pretrain_main([*PRETRAIN_ARGS, "--workdir", resumed]) == 0
+
+    assert_same_weights(
+        model_weights(os.path.join(reference, "encoder")),
+        model_weights(os.path.join(resumed, "encoder")),
+    )
+    with open(os.path.join(resumed, "metrics.jsonl")) as f:
+        epochs = [line for line in f if '"phase": "layer0"' in line]
+    assert len(epochs) == 30
+
+
+@pytest.mark.slow
+def test_finetune_resumes_bit_identical(ae_export, tmp_path):
+    reference = str(tmp_path / "reference")
+    assert finetune_main([*finetune_args(ae_export), "--workdir", reference]) == 0
+
+    resumed = str(tmp_path / "resumed")
+    kill_after_first_checkpoint("finetune", finetune_args(ae_export), resumed)
+    assert finetune_main([*finetune_args(ae_export), "--workdir", resumed]) == 0
+
+    first = ocp.StandardCheckpointer().restore(
+        os.path.join(reference, "model", "weights")
+    )
+    second = ocp.StandardCheckpointer().restore(
+        os.path.join(resumed, "model", "weights")
+    )
+    assert_same_weights(first, second)
+
+
+def test_changed_config_rejected(data_dir, tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    args = ["ae", "--workdir", workdir, "--config.hidden=(8,)", "--config.epochs=1"]
+    assert pretrain_main(args) == 0
+    changed = [a.replace("epochs=1", "epochs=2") for a in args]
+    assert pretrain_main(changed) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert pretrain_main([*changed, "--overwrite"]) == 0
