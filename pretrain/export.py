@@ -186,6 +186,13 @@ def load_encoder(directory: str) -> LoadedEncoder:
 
     expected = flat_state(module)
     weights = os.path.join(directory, WEIGHTS_DIR)
+    # Only files inside the export are read, even through a symlink.
+    inside = os.path.realpath(directory) + os.sep
+    if not os.path.realpath(weights).startswith(inside):
+        raise ExportError(
+            f"{weights!r} points outside the export directory; copy the "
+            "weights into the export instead of linking them"
+        )
     _check_weight_leaves(weights, expected)
     abstract = {
         name: jax.ShapeDtypeStruct(value.shape, value.dtype)

@@ -132,3 +132,22 @@ def test_safetensors_matches_weights(ae_export, tmp_path):
     assert sorted(tensors) == sorted(expected)
     for name, value in expected.items():
         np.testing.assert_array_equal(tensors[name], value)
+
+
+def test_code_in_metadata_not_run(export_copy, tmp_path):
+    marker = tmp_path / "ran"
+    payload = f"__import__('os').system('touch {marker}')"
+    edit_metadata(
+        export_copy, lambda m: m["encoder"]["layers"][0].update(activation=payload)
+    )
+    with pytest.raises(ExportError, match="unknown activation"):
+        load_encoder(export_copy)
+    assert not marker.exists()
+
+
+def test_weights_link_outside_rejected(export_copy, tmp_path):
+    outside = tmp_path / "outside"
+    shutil.move(os.path.join(export_copy, "weights"), outside)
+    os.symlink(outside, os.path.join(export_copy, "weights"))
+    with pytest.raises(ExportError, match="outside the export"):
+        load_encoder(export_copy)
