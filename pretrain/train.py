@@ -22,8 +22,18 @@ import numpy as np
 import optax
 import tqdm
 from flax import nnx
+from jax.sharding import Mesh
 
 from pretrain.checkpoint import phase_checkpointer
+from pretrain.parallel import (
+    batch_sharded,
+    check_batch_size,
+    data_mesh,
+    host_tree,
+    host_value,
+    put,
+    replicated,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +65,7 @@ class TrainState:
     rest: nnx.State  # batch statistics and any other state that is not trained
     opt_state: optax.OptState
     step: jax.Array  # int32 scalar, steps taken in this phase
-    rng: jax.Array  # the phase's step key; step k uses fold_in(rng, k)
+    rng: jax.Array  # raw key data of the phase's step key; step k uses fold_in(rng, k)
 
 
 def epoch_batches(
@@ -100,11 +110,12 @@ class _CompiledSteps:
     (seeds, learning-rate candidates) compile once between them.
     """
 
-    def __init__(self, graphdef, loss_fn: LossFn, tx, frozen):
+    def __init__(self, graphdef, loss_fn: LossFn, tx, frozen, mesh):
         self.graphdef = graphdef
         self.loss_fn = loss_fn
         self.tx = tx
         self.frozen = frozen
+        self.mesh = mesh
         self.trace_count = 0  # how often the step was traced, i.e. compiled
         self.step = jax.jit(self._train_step, donate_argnums=0)
         self.epoch = jax.jit(self._train_epoch, donate_argnums=0)
@@ -113,7 +124,9 @@ class _CompiledSteps:
         self, state: TrainState, batch: Batch
     ) -> tuple[TrainState, Metrics]:
         self.trace_count += 1
-        rng = jax.random.fold_in(state.rng, state.step)
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        if self.mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharded(self.mesh))
 
         def loss_of(params):
             # copy=True gives the model its own Variables inside this trace, so
@@ -140,6 +153,10 @@ class _CompiledSteps:
         new_state = state.replace(
             params=params, rest=rest, opt_state=opt_state, step=state.step + 1
         )
+        if self.mesh is not None:
+            new_state = jax.lax.with_sharding_constraint(
+                new_state, replicated(self.mesh)
+            )
         return new_state, metrics
 
     def _train_epoch(
@@ -178,6 +195,10 @@ class PhaseTrainer:
       scan: run a whole epoch as one compiled `lax.scan`; needs the data on
         the device. With False, a compiled step is called once per batch.
       drop_remainder: drop the last partial batch instead of padding it.
+      mesh: the data-parallel mesh; by default one over all devices when
+        there is more than one (`pretrain.parallel.data_mesh`). Params are
+        replicated and batches sharded, so `batch_size` must be a multiple of
+        the device count.
       cache_key: trainers with equal keys reuse one compiled step. The caller
         promises that equal keys mean the same model structure, `loss_fn`
         behaviour, `frozen` mask and optimizer update; values that differ,
@@ -197,10 +218,13 @@ class PhaseTrainer:
         scan: bool = True,
         drop_remainder: bool = False,
         name: str = "train",
+        mesh: Mesh | None | str = "auto",
         cache_key: Hashable | None = None,
     ):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.mesh = data_mesh() if mesh == "auto" else mesh
+        check_batch_size(batch_size, self.mesh)
         self.batch_size = batch_size
         self.scan = scan
         self.drop_remainder = drop_remainder
@@ -214,14 +238,18 @@ class PhaseTrainer:
             rest=rest,
             opt_state=tx.init(params),
             step=jnp.zeros((), jnp.int32),
-            rng=step_rng,
+            rng=jax.random.key_data(step_rng),
         )
+        if self.mesh is not None:
+            self.state = put(self.state, replicated(self.mesh))
         if cache_key is None:
-            self._compiled = _CompiledSteps(graphdef, loss_fn, tx, frozen)
+            self._compiled = _CompiledSteps(graphdef, loss_fn, tx, frozen, self.mesh)
         else:
-            key = (graphdef, cache_key)
+            key = (graphdef, cache_key, self.mesh)
             if key not in _COMPILED:
-                _COMPILED[key] = _CompiledSteps(graphdef, loss_fn, tx, frozen)
+                _COMPILED[key] = _CompiledSteps(
+                    graphdef, loss_fn, tx, frozen, self.mesh
+                )
             self._compiled = _COMPILED[key]
         self.graphdef = graphdef
         self.epochs_done = 0
@@ -239,6 +267,8 @@ class PhaseTrainer:
         if self.epochs_done == 0 and self.trace_count == 0:
             logger.info("%s: compiling the train step", self.name)
 
+        if self.mesh is not None:
+            indices, weight = put((indices, weight), replicated(self.mesh))
         if self.scan:
             self.state, metrics = self._compiled.epoch(
                 self.state, data, indices, weight
@@ -248,6 +278,8 @@ class PhaseTrainer:
             for rows, w in zip(indices, weight, strict=True):
                 batch = {key: np.asarray(value[rows]) for key, value in data.items()}
                 batch["weight"] = w
+                if self.mesh is not None:
+                    batch = put(batch, batch_sharded(self.mesh))
                 self.state, metrics = self._compiled.step(self.state, batch)
                 per_batch.append(metrics)
             metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_batch)
@@ -255,14 +287,22 @@ class PhaseTrainer:
         self.epochs_done += 1
         return summarize_epoch(metrics)
 
+    @property
+    def step(self) -> int:
+        """Steps taken in this phase."""
+        return int(host_value(self.state.step))
+
     def model(self) -> nnx.Module:
-        """The model with the current params and state."""
-        return nnx.merge(self.graphdef, self.state.params, self.state.rest)
+        """The model with the current params and state, on the local device."""
+        params, rest = self.state.params, self.state.rest
+        if self.mesh is not None:
+            params, rest = host_tree((params, rest))
+        return nnx.merge(self.graphdef, params, rest)
 
 
 def summarize_epoch(metrics: Metrics) -> dict[str, float]:
     """Average per-batch metrics [batches] over the real examples of an epoch."""
-    metrics = jax.device_get(metrics)
+    metrics = jax.device_get(host_tree(metrics))
     examples = np.asarray(metrics.pop("examples"), np.float64)
     grad_norm = np.asarray(metrics.pop("grad_norm"), np.float64)
     summary = {
@@ -341,7 +381,7 @@ class BestTracker:
         return self.patience is not None and epoch - self.best_epoch >= self.patience
 
     def best_model(self, trainer: "PhaseTrainer") -> nnx.Module:
-        return nnx.merge(trainer.graphdef, *self.best_state)
+        return nnx.merge(trainer.graphdef, *host_tree(self.best_state))
 
 
 def fit(
@@ -369,7 +409,12 @@ def fit(
     if finished:
         return history
     if trainer.scan:
-        data = jax.device_put({key: jnp.asarray(value) for key, value in data.items()})
+        if trainer.mesh is None:
+            data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
+        else:
+            # Every device holds the whole (in-memory) dataset; each step
+            # gathers a batch and shards it.
+            data = put(dict(data), replicated(trainer.mesh))
 
     # disable=None lets tqdm hide the bar when stderr is not a terminal.
     bar = tqdm.trange(
@@ -390,7 +435,7 @@ def fit(
         metrics["epoch"] = epoch + 1
         history.append(metrics)
         if writer is not None:
-            writer.write(trainer.name, int(trainer.state.step), metrics)
+            writer.write(trainer.name, trainer.step, metrics)
         finished = stop or epoch + 1 == epochs
         if checkpointer is not None and checkpointer.due(epoch + 1, finished):
             _save(trainer, checkpointer, select, writer, history, finished)
@@ -403,7 +448,7 @@ def fit(
 def _check_epoch(metrics, trainer, epoch, checkpointer) -> None:
     last = None if checkpointer is None else checkpointer.latest_path()
     where = (
-        f"{trainer.name}, epoch {epoch + 1}, step {int(trainer.state.step)} "
+        f"{trainer.name}, epoch {epoch + 1}, step {trainer.step} "
         f"(last good checkpoint: {last or 'none'})"
     )
     check_finite(metrics, where=where)
