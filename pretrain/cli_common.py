@@ -76,6 +76,9 @@ def run_command(body: Callable[[], object]) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # a non-finite loss; the message has the step
+        print(f"error: training diverged: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
