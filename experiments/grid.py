@@ -16,6 +16,8 @@ from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
+from pretrain.data import label_split, load_dataset, parse_budget
+from pretrain.methods import get_method
 from pretrain.provenance import provenance
 from pretrain.workdir import check_workdir, write_json, write_text
 
@@ -103,13 +105,19 @@ def _finetune(encoder, preset, budget, experiment, seed, workdir) -> dict:
 
 
 def check_experiment(experiment: ml_collections.ConfigDict) -> None:
-    """Validate every run's config before the first one starts."""
+    """Validate every run's config, the dataset and every label budget before
+    the first run starts, so a bad grid fails before it writes anything."""
     for name, (method, preset) in experiment.strategies.items():
         if preset != "scratch":
-            config_lib.build_config(
+            pretrain_config = config_lib.build_config(
                 lambda method=method: pretrain_run.default_config(method),
-                overrides=config_lib.to_dict(experiment.pretrain),
+                overrides={
+                    "dataset": experiment.dataset,
+                    **config_lib.to_dict(experiment.pretrain),
+                },
             )
+            pretrain_run.check_common(pretrain_config)
+            get_method(method).check_config(pretrain_config)
         config = config_lib.build_config(
             finetune_run.default_config,
             overrides={
@@ -123,6 +131,13 @@ def check_experiment(experiment: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"strategy {name!r}: scratch takes no pretraining method")
     if not any(preset != "scratch" for _, preset in experiment.strategies.values()):
         raise ConfigError("an experiment needs at least one pretrained strategy")
+
+    dataset = load_dataset(experiment.dataset)
+    for budget in experiment.budgets:
+        for seed in experiment.seeds:
+            label_split(
+                dataset.train_y, parse_budget(budget), dataset.num_classes, seed
+            )
 
 
 def run_grid(experiment: ml_collections.ConfigDict, workdir: str) -> list[dict]:

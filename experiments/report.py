@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed; must run before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from pretrain.workdir import write_text  # noqa: E402
 
@@ -74,25 +75,50 @@ def markdown_table(rows: list[dict], title: str, notes: str = "") -> str:
 
 
 def comparison_note(rows: list[dict], budget: str = "100") -> str:
-    """One sentence on whether the best pretrained strategy beats scratch."""
-    summary = summarize(rows)
-    scratch = summary.get(("scratch", budget))
-    pretrained = {
-        method: stats
-        for (method, b), stats in summary.items()
-        if b == budget and method != "scratch" and _is_finetuned(rows, method)
+    """Compare the best pretrained strategy with scratch, paired by seed.
+
+    The verdict uses a two-sided paired t-test over seeds at the 5% level,
+    so a difference smaller than the seed-to-seed spread is reported as such.
+    """
+    scratch = _by_seed(rows, "scratch", budget)
+    candidates = {
+        method
+        for method in {r["method"] for r in rows}
+        if method != "scratch" and _is_finetuned(rows, method)
     }
-    if scratch is None or not pretrained:
+    paired = {m: _by_seed(rows, m, budget) for m in candidates}
+    paired = {m: seeds for m, seeds in paired.items() if set(seeds) & set(scratch)}
+    if not scratch or not paired:
         return ""
-    best, stats = max(pretrained.items(), key=lambda item: item[1]["mean"])
-    verdict = "above" if stats["mean"] > scratch["mean"] else "not above"
-    return (
+
+    best = max(paired, key=lambda m: np.mean(list(paired[m].values())))
+    seeds = sorted(set(paired[best]) & set(scratch))
+    ours = np.array([paired[best][s] for s in seeds])
+    theirs = np.array([scratch[s] for s in seeds])
+    difference = ours - theirs
+    text = (
         f"At {budget} labels the best pretrained strategy, {best}, scores "
-        f"{stats['mean']:.4f}, {verdict} scratch's {scratch['mean']:.4f} "
-        f"(difference {stats['mean'] - scratch['mean']:+.4f}; standard "
-        f"deviations {stats['std']:.4f} and {scratch['std']:.4f} over "
-        f"{stats['runs']} seeds)."
+        f"{ours.mean():.4f} against scratch's {theirs.mean():.4f} on the same "
+        f"{len(seeds)} seeds: a paired difference of {difference.mean():+.4f}"
     )
+    if len(seeds) < 2 or np.all(difference == difference[0]):
+        return text + "."
+    p_value = float(stats.ttest_rel(ours, theirs).pvalue)
+    if p_value < 0.05:
+        verdict = "higher" if difference.mean() > 0 else "lower"
+        return text + f", {verdict} than scratch (paired t-test p = {p_value:.3f})."
+    return text + (
+        f", within the seed-to-seed spread (paired t-test p = {p_value:.3f}), so "
+        "these seeds show no reliable difference from scratch."
+    )
+
+
+def _by_seed(rows: list[dict], method: str, budget: str) -> dict[int, float]:
+    return {
+        int(r["seed"]): float(r["test_accuracy"])
+        for r in rows
+        if r["method"] == method and str(r["label_budget"]) == budget
+    }
 
 
 def _is_finetuned(rows: list[dict], method: str) -> bool:
@@ -114,7 +140,7 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
         ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("training labels")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("test accuracy (mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

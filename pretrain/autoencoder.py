@@ -162,6 +162,11 @@ def choose_loss(config: ml_collections.ConfigDict, unit_range: bool) -> str:
     return "cross_entropy" if unit_range else "squared_error"
 
 
+def picture_rows(n: int, count: int = 10) -> np.ndarray:
+    """Evenly spaced pool rows, so a pool sorted by class shows every class."""
+    return np.linspace(0, n - 1, min(count, n)).astype(int)
+
+
 def _encode_layer(layer: DenseLayer, x: jax.Array) -> jax.Array:
     return layer(x, train=False)
 
@@ -212,10 +217,11 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
         layer = trainer.model()
 
         if k == 0:
-            reconstruction = predict(layer, _reconstruct, inputs[:10])
+            shown = inputs[picture_rows(len(inputs))]
+            reconstruction = predict(layer, _reconstruct, shown)
             if loss == "cross_entropy":
                 reconstruction = jax.nn.sigmoid(reconstruction)
-            pictures["reconstructions"] = (inputs[:10], np.asarray(reconstruction))
+            pictures["reconstructions"] = (shown, np.asarray(reconstruction))
         nnx.update(encoder.layers[k], nnx.state(layer.encoder))
         inputs = predict(layer.encoder, _encode_layer, inputs)
         unit_range = config.activation == "sigmoid"
@@ -307,11 +313,12 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
     fit(trainer, {"x": inputs}, epochs=config.epochs, writer=context.writer)
     model = trainer.model()
 
-    reconstruction = np.asarray(predict(model, _reconstruct_deep, inputs[:10]))
+    shown = inputs[picture_rows(len(inputs))]
+    reconstruction = np.asarray(predict(model, _reconstruct_deep, shown))
     if loss == "cross_entropy":
         reconstruction = np.asarray(jax.nn.sigmoid(reconstruction))
     first_kernel = np.asarray(model.encoder.layers[0].linear.kernel[...])
-    pictures = {"reconstructions": (inputs[:10], reconstruction)}
+    pictures = {"reconstructions": (shown, reconstruction)}
     return TrainedEncoder(model.encoder, spec, first_kernel, pictures)
 
 

@@ -28,6 +28,10 @@ def _unknown_key(key: str, valid: Iterable[str]) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {valid}")
 
 
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
 def parse_value(text: str) -> Any:
     """Parse an override value: a Python literal, true/false, or a bare string."""
     lowered = text.strip().lower()
@@ -70,7 +74,7 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         node[leaf] = value
     except TypeError:
         raise ConfigError(
-            f"config key {key!r} expects a {type(current).__name__} (default "
+            f"config key {key!r} expects {_article(type(current).__name__)} (default "
             f"{current!r}), got {value!r} of type {type(value).__name__}"
         ) from None
 

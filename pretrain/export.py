@@ -28,6 +28,7 @@ from flax import nnx
 
 from pretrain.data import Scaler
 from pretrain.encoders import SpecError, build_encoder
+from pretrain.workdir import directory_mode
 
 FORMAT_VERSION = 1
 METADATA_FILE = "encoder.json"
@@ -117,11 +118,12 @@ def write_weights_dir(
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(os.path.join(tmp, WEIGHTS_DIR), dict(weights))
-        checkpointer.wait_until_finished()
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(os.path.join(tmp, WEIGHTS_DIR), dict(weights))
+            checkpointer.wait_until_finished()
         with open(os.path.join(tmp, metadata_file), "w") as f:
             json.dump(metadata, f, indent=2)
+        os.chmod(tmp, directory_mode())  # mkdtemp creates it as 0700
         if os.path.exists(directory):
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -132,6 +134,8 @@ def write_weights_dir(
 
 def read_metadata(directory: str) -> dict[str, Any]:
     """Read and check `encoder.json` of an export."""
+    # orbax finds no item metadata under a relative path (0.12.8).
+    directory = os.path.abspath(directory)
     if not os.path.isdir(directory):
         raise ExportError(
             f"no encoder export at {directory!r}: the directory does not exist; "
@@ -174,6 +178,7 @@ def read_metadata(directory: str) -> dict[str, Any]:
 
 def load_encoder(directory: str) -> LoadedEncoder:
     """Rebuild the encoder of an export, with its weights and input scaling."""
+    directory = os.path.abspath(directory)
     metadata = read_metadata(directory)
     try:
         module = build_encoder(metadata["encoder"], rngs=nnx.Rngs(0))
@@ -199,7 +204,8 @@ def load_encoder(directory: str) -> LoadedEncoder:
         for name, value in expected.items()
     }
     try:
-        restored = ocp.StandardCheckpointer().restore(weights, abstract)
+        with ocp.StandardCheckpointer() as checkpointer:
+            restored = checkpointer.restore(weights, abstract)
     except Exception as error:  # orbax and tensorstore raise many types here
         raise ExportError(
             f"the weights in {weights!r} could not be read ({type(error).__name__}: "
@@ -216,12 +222,18 @@ def _check_weight_leaves(weights: str, expected: Mapping[str, np.ndarray]) -> No
             f"{weights!r} is missing; the export is incomplete, rerun `pretrain`"
         )
     try:
-        on_disk = ocp.StandardCheckpointer().metadata(weights).item_metadata
+        with ocp.StandardCheckpointer() as checkpointer:
+            on_disk = checkpointer.metadata(weights).item_metadata
     except Exception as error:  # orbax raises many types for broken metadata
         raise ExportError(
             f"the weights in {weights!r} have unreadable metadata "
             f"({type(error).__name__}); the export is corrupted, rerun `pretrain`"
         ) from None
+    if on_disk is None:
+        raise ExportError(
+            f"the weights in {weights!r} have no item metadata; the export is "
+            "corrupted or incomplete, rerun `pretrain`"
+        )
     found = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in on_disk.items()}
     wanted = {name: (v.shape, v.dtype) for name, v in expected.items()}
 

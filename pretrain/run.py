@@ -47,6 +47,7 @@ def default_config(method: str) -> ml_collections.ConfigDict:
 def check_common(config: ml_collections.ConfigDict) -> None:
     check = config_lib.check
     check(config.epochs > 0, "epochs", config.epochs, "must be a positive int")
+    check(0 <= config.seed < 2**32, "seed", config.seed, "must be in [0, 2**32)")
     check(
         config.checkpoint_every >= 0,
         "checkpoint_every",

@@ -33,6 +33,18 @@ def check_workdir(path: str) -> str:
     return path
 
 
+def _file_mode() -> int:
+    # mkstemp creates files as 0600; give outputs the mode a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def directory_mode() -> int:
+    """The mode `os.makedirs` would give a new directory under the umask."""
+    return _file_mode() | ((_file_mode() & 0o444) >> 2)
+
+
 def write_json(path: str, value: Any) -> None:
     """Write JSON so that readers see either the old file or the whole new one."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -41,6 +53,7 @@ def write_json(path: str, value: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(value, f, indent=2)
             f.write("\n")
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -55,6 +68,7 @@ def write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -151,3 +151,9 @@ def test_weights_link_outside_rejected(export_copy, tmp_path):
     os.symlink(outside, os.path.join(export_copy, "weights"))
     with pytest.raises(ExportError, match="outside the export"):
         load_encoder(export_copy)
+
+
+def test_relative_path_loads(ae_export, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(ae_export))
+    loaded = load_encoder(os.path.basename(ae_export))
+    assert loaded.spec["input_shape"] == [8, 8, 1]
