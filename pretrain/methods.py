@@ -74,7 +74,7 @@ def register(method: Method) -> Method:
 
 
 # Modules whose import registers their methods (and any encoder family).
-METHOD_MODULES = ("pretrain.autoencoder",)
+METHOD_MODULES = ("pretrain.autoencoder", "pretrain.rbm")
 
 
 def all_methods() -> dict[str, Method]:

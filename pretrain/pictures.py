@@ -46,6 +46,28 @@ def save_reconstructions(
     _save(fig, path)
 
 
+def save_samples(samples: np.ndarray, input_shape: tuple[int, ...], path: str) -> None:
+    """Draw Gibbs chains [chains, snapshots, inputs] as one mosaic: a chain
+    per row, its snapshots left to right, each image scaled to its own range."""
+    chains, snapshots = samples.shape[:2]
+    images = _as_images(samples.reshape(chains * snapshots, -1), input_shape)
+    low = images.min(axis=(1, 2), keepdims=True)
+    span = np.maximum(images.max(axis=(1, 2), keepdims=True) - low, 1e-12)
+    images = (images - low) / span
+    height, width = images.shape[1:]
+    # A one-pixel white border separates the tiles.
+    mosaic = np.ones((chains * (height + 1) + 1, snapshots * (width + 1) + 1))
+    for index, image in enumerate(images):
+        row, column = divmod(index, snapshots)
+        top, left = 1 + row * (height + 1), 1 + column * (width + 1)
+        mosaic[top : top + height, left : left + width] = image
+    fig, ax = plt.subplots(figsize=(snapshots, chains))
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title("Gibbs chains (rows), snapshots left to right")
+    _save(fig, path)
+
+
 def _save(fig, path: str) -> None:
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=80, bbox_inches="tight")
