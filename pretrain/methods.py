@@ -74,7 +74,11 @@ def register(method: Method) -> Method:
 
 
 # Modules whose import registers their methods (and any encoder family).
-METHOD_MODULES = ("pretrain.autoencoder", "pretrain.rbm")
+METHOD_MODULES = (
+    "pretrain.autoencoder",
+    "pretrain.conv_autoencoder",
+    "pretrain.rbm",
+)
 
 
 def all_methods() -> dict[str, Method]:
