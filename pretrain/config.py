@@ -60,6 +60,13 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         return
 
     current = node[leaf]
+    if value is None and current is not None:
+        # ConfigDict accepts None for any field; the checks that follow expect
+        # the field's own type.
+        raise ConfigError(
+            f"config key {key!r} expects {_article(type(current).__name__)} "
+            f"(default {current!r}), got None"
+        )
     if isinstance(current, tuple) and isinstance(value, int | float):
         value = (value,)
     if isinstance(current, tuple) and isinstance(value, list):
@@ -72,7 +79,7 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         value = float(value)
     try:
         node[leaf] = value
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: a dict value with dotted keys
         raise ConfigError(
             f"config key {key!r} expects {_article(type(current).__name__)} (default "
             f"{current!r}), got {value!r} of type {type(value).__name__}"
