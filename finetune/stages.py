@@ -1,6 +1,8 @@
 """Stage schedules of the presets, and the freezing rules of each stage."""
 
 import dataclasses
+import re
+from collections.abc import Mapping
 
 import ml_collections
 
@@ -58,12 +60,42 @@ def schedule(
     return stages
 
 
-def stage_rules(stage: Stage) -> list[tuple[str, str]]:
-    """Freezing rules for `stage`; the first matching rule decides."""
+def stage_rules(
+    stage: Stage, units: Mapping[str, int] | None = None
+) -> list[tuple[str, str]]:
+    """Freezing rules for `stage`; the first matching rule decides.
+
+    `units` (from `encoder_units`) maps encoder params outside `layers`, such
+    as an embedding, to the layer they train with.
+    """
     rules = [(r"^head\.", "train")]
     if not stage.train_batch_norm:
         rules.append((r"^encoder\..*\.batch_norm\.", "freeze"))
     for layer in stage.trainable_layers:
         rules.append((rf"^encoder\.layers\.{layer}\.", "train"))
+    for prefix, layer in (units or {}).items():
+        if layer in stage.trainable_layers:
+            rules.append((unit_pattern(prefix), "train"))
     rules.append((r"^encoder\.", "freeze"))
     return rules
+
+
+def unit_pattern(prefix: str) -> str:
+    """Regex of the encoder params under the attribute `prefix`."""
+    return rf"^encoder\.{re.escape(prefix)}(\.|$)"
+
+
+def encoder_units(encoder) -> dict[str, int]:
+    """Return the encoder family's `unit_params` with indices into
+    `encoder.layers`.
+
+    A family may give its module a `unit_params` dict of {attribute: layer},
+    where a negative layer counts from the top, so that the top unit stays
+    the top one after `drop_top`. Families without it return {}.
+    """
+    count = len(encoder.layers)
+    declared = getattr(encoder, "unit_params", {})
+    return {
+        prefix: layer if layer >= 0 else count + layer
+        for prefix, layer in declared.items()
+    }

@@ -178,7 +178,7 @@ FAMILIES: dict[str, Family] = {
 
 # Modules whose import registers more families; imported on first lookup so
 # that loading an export needs no import of the code that trained it.
-FAMILY_MODULES: tuple[str, ...] = ("pretrain.conv",)
+FAMILY_MODULES: tuple[str, ...] = ("pretrain.conv", "pretrain.transformer")
 
 
 def _load_families() -> None:

@@ -77,6 +77,7 @@ def register(method: Method) -> Method:
 METHOD_MODULES = (
     "pretrain.autoencoder",
     "pretrain.conv_autoencoder",
+    "pretrain.masked",
     "pretrain.rbm",
 )
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 
 import pytest
 
@@ -143,6 +144,31 @@ def bad_pretrain(tmp_path, *extra, method="ae", dataset="digits"):
     ]
 
 
+def bad_finetune(tmp_path, encoder, *extra):
+    workdir = str(tmp_path / "bad")
+    return ["--encoder", encoder, "--labels", "50", "--workdir", workdir, *extra]
+
+
+def broken_export(tmp_path, export, how):
+    """A copy of `export` in `tmp_path/exports/encoder`, broken as `how` says."""
+    path = tmp_path / "exports" / "encoder"
+    shutil.copytree(export, path)
+    metadata = path / "encoder.json"
+    if how == "truncate":
+        metadata.write_text(metadata.read_text()[:40])
+    elif how == "version":
+        data = json.loads(metadata.read_text())
+        data["format_version"] = 99
+        metadata.write_text(json.dumps(data))
+    elif how == "corrupt":
+        for file in (path / "weights").rglob("*"):
+            if file.is_file() and "ocdbt.process" in str(file.parent):
+                file.write_bytes(b"\xff" * 64)
+    elif how == "no_weights":
+        shutil.rmtree(path / "weights")
+    return str(path)
+
+
 BAD_INPUT = [
     # (name, command, argv builder, message fragment)
     (
@@ -162,7 +188,7 @@ BAD_INPUT = [
         "wrong value type",
         "pretrain",
         lambda t, e: bad_pretrain(t, "--config.epochs=many"),
-        "expects a int",
+        "expects an int",
     ),
     (
         "negative learning rate",
@@ -248,6 +274,190 @@ BAD_INPUT = [
         "experiments",
         lambda t, e: ["quik", "--workdir", str(t / "bad")],
         "quick",
+    ),
+    (
+        "truncated encoder metadata",
+        "finetune",
+        lambda t, e: bad_finetune(t, broken_export(t, e, "truncate")),
+        "not valid JSON",
+    ),
+    (
+        "newer export format",
+        "finetune",
+        lambda t, e: bad_finetune(t, broken_export(t, e, "version")),
+        "format version 99",
+    ),
+    (
+        "corrupted weight file",
+        "finetune",
+        lambda t, e: bad_finetune(t, broken_export(t, e, "corrupt")),
+        "corrupted",
+    ),
+    (
+        "weights directory removed",
+        "finetune",
+        lambda t, e: bad_finetune(t, broken_export(t, e, "no_weights")),
+        "missing",
+    ),
+    (
+        "drop more layers than exist",
+        "finetune",
+        lambda t, e: bad_finetune(t, e, "--config.drop_top=2"),
+        "drop_top",
+    ),
+    (
+        "negative batch size",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.batch_size=-8"),
+        "batch_size",
+    ),
+    (
+        "unknown scaling",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.scaling=zscore"),
+        "scaling",
+    ),
+    (
+        "sparse penalty with relu",
+        "pretrain",
+        lambda t, e: bad_pretrain(
+            t, "--config.activation=relu", "--config.sparsity_weight=0.1"
+        ),
+        "sigmoid",
+    ),
+    (
+        "experiment budget too large",
+        "experiments",
+        lambda t, e: [
+            "quick",
+            "--workdir",
+            str(t / "bad"),
+            "--config.budgets=('5000',)",
+        ],
+        "5000",
+    ),
+    (
+        "data directory is a file",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, f"--config.data_dir={e}/encoder.json"),
+        "is a file",
+    ),
+    (
+        "negative weight decay",
+        "finetune",
+        lambda t, e: bad_finetune(t, e, "--config.weight_decay=-1"),
+        "weight_decay",
+    ),
+    (
+        "conv unknown pool",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.pool=maxx", method="conv_ae"),
+        "pool",
+    ),
+    (
+        "conv empty stages",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.stages=()", method="conv_ae"),
+        "stages",
+    ),
+    (
+        "conv sparsity with tanh",
+        "pretrain",
+        lambda t, e: bad_pretrain(
+            t,
+            "--config.activation=tanh",
+            "--config.sparsity_weight=0.1",
+            method="conv_ae",
+        ),
+        "activation",
+    ),
+    (
+        "mask ratio out of range",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.mask_ratio=1.0", method="conv_simmim"),
+        "mask_ratio",
+    ),
+    (
+        "simmim with denoising noise",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.noise=mask", method="conv_simmim"),
+        "noise",
+    ),
+    (
+        "rbm on standardised inputs",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.scaling=standard", method="rbm"),
+        "--config.scaling=minmax",
+    ),
+    (
+        "gaussian rbm on minmax inputs",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.visible=gaussian", method="rbm"),
+        "--config.scaling=standard",
+    ),
+    (
+        "rbm with two layers",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.hidden=(8, 4)", method="rbm"),
+        "dbn",
+    ),
+    (
+        "dbn propagation mode unknown",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.dbn_propagate=means", method="dbn"),
+        "dbn_propagate",
+    ),
+    (
+        "mae mask ratio of one",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.mask_ratio=1.0", method="mae"),
+        "mask_ratio",
+    ),
+    (
+        "mae width not divisible by heads",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.heads=5", method="mae"),
+        "heads",
+    ),
+    (
+        "mae unknown pooling",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.pooling=max", method="mae"),
+        "pooling",
+    ),
+    (
+        "mae warmup as long as training",
+        "pretrain",
+        lambda t, e: bad_pretrain(
+            t, "--config.epochs=5", "--config.warmup_epochs=5", method="mae"
+        ),
+        "warmup_epochs",
+    ),
+    (
+        "masked features ratio of zero",
+        "pretrain",
+        lambda t, e: bad_pretrain(
+            t, "--config.mask_ratio=0.0", method="masked_features"
+        ),
+        "mask_ratio",
+    ),
+    (
+        "bert through the image command",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, method="bert"),
+        "run_text",
+    ),
+    (
+        "bert selection ratio above one",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.select_ratio=1.5", method="bert"),
+        "select_ratio",
+    ),
+    (
+        "layer decay above one",
+        "finetune",
+        lambda t, e: bad_finetune(t, e, "--config.layer_decay=1.5"),
+        "layer_decay",
     ),
 ]
 

@@ -14,9 +14,13 @@ from sklearn.model_selection import train_test_split
 
 from pretrain.data import builders
 
-EMBEDDED_DATASETS = ("digits", "mnist5k")
+EMBEDDED_DATASETS = ("digits", "mnist5k", "mnist1d")
 
-_EMBEDDED_BUILDERS = {"digits": builders.Digits, "mnist5k": builders.Mnist5k}
+_EMBEDDED_BUILDERS = {
+    "digits": builders.Digits,
+    "mnist5k": builders.Mnist5k,
+    "mnist1d": builders.Mnist1d,
+}
 
 # Records fetched per `__getitems__` call when reading a split.
 _READ_BATCH = 1024
@@ -85,19 +89,27 @@ def load_dataset(
 
     `name` is one of EMBEDDED_DATASETS, which prepare from files of installed
     packages without network access, or any TFDS catalog name, which TFDS
-    prepares in array_record format and may download. A catalog dataset with a
-    `test` split uses that split as the test set, so `split_seed` and
-    `test_fraction` do not change it. Any other dataset gets a stratified test
-    set of `test_fraction` of its `train` split, drawn with `split_seed`.
+    prepares in array_record format and may download. A dataset with a
+    `test` split (mnist1d, many catalog datasets) uses that split as the test
+    set, so `split_seed` and `test_fraction` do not change it. Any other
+    dataset gets a stratified test set of `test_fraction` of its `train`
+    split, drawn with `split_seed`.
     """
     _check_arguments(name, split_seed, test_fraction)
     data_dir = default_data_dir() if data_dir is None else os.fspath(data_dir)
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise DatasetError(
+            f"TFDS data directory {data_dir!r} is a file, not a directory; pass "
+            "a directory with --config.data_dir or $TFDS_DATA_DIR"
+        )
     builder = _builder(name, data_dir)
     # A builder defines its features before preparation, so an unsupported
     # dataset fails here before anything is downloaded.
     image_key, label_key = _supervised_keys(name, builder.info)
     num_classes = _num_classes(name, builder.info, label_key)
-    image_shape = _image_shape(name, builder.info, image_key)
+    # Builders of signals [length, channels] set SIGNAL_FEATURES.
+    signal = getattr(builder, "SIGNAL_FEATURES", False)
+    image_shape = _image_shape(name, builder.info, image_key, signal=signal)
     _prepare(name, builder, data_dir)
 
     def read(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -260,15 +272,15 @@ def _num_classes(name: str, info: tfds.core.DatasetInfo, label_key: str) -> int:
 
 
 def _image_shape(
-    name: str, info: tfds.core.DatasetInfo, image_key: str
-) -> tuple[int, int, int]:
+    name: str, info: tfds.core.DatasetInfo, image_key: str, *, signal: bool = False
+) -> tuple[int, ...]:
     shape = tuple(info.features[image_key].shape)
     if len(shape) not in (2, 3) or None in shape:
         raise DatasetError(
             f"dataset {name!r} has image feature {image_key!r} of shape {shape}, "
             "but only fixed-size images of shape (H, W) or (H, W, C) are supported"
         )
-    if len(shape) == 2:
+    if len(shape) == 2 and not signal:
         shape += (1,)
     return shape
 
