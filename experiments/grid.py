@@ -53,7 +53,7 @@ def load_experiment(name: str) -> ml_collections.ConfigDict:
 
 
 def _finished(workdir: str, output: str, config: dict) -> bool:
-    """Whether `workdir` holds a finished run of exactly `config`.
+    """Return whether `workdir` contains a finished run of exactly `config`.
 
     A finished run of another config is an error rather than silently reused.
     """
@@ -66,7 +66,7 @@ def _finished(workdir: str, output: str, config: dict) -> bool:
             k for k in set(saved) | set(config) if saved.get(k) != config.get(k)
         )
         raise ConfigError(
-            f"{workdir!r} holds a finished run with a different config (keys "
+            f"{workdir!r} contains a finished run with a different config (keys "
             f"{changed} differ); use a new --workdir or delete that directory"
         )
     logger.info("reusing the finished run in %s", workdir)

@@ -28,7 +28,7 @@ def dotted_path(path) -> str:
 
 
 def label_params(params: nnx.State, rules: Sequence[Rule]) -> nnx.State:
-    """A tree shaped like `params` with "train" or "freeze" at each leaf."""
+    """Label each leaf of `params` "train" or "freeze" by the first matching rule."""
     for pattern, label in rules:
         if label not in ("train", "freeze"):
             raise ValueError(

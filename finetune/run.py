@@ -145,7 +145,7 @@ def check_drop_top(config, layers: int) -> None:
 
 
 def build_model(loaded, config, num_classes: int, rng: jax.Array) -> Classifier:
-    """The exported encoder (or a fresh one for scratch) with a new head."""
+    """Attach a new head to the exported encoder (a fresh one for scratch)."""
     encoder = loaded.module
     pretrained = config.preset != "scratch"
     if not pretrained:

@@ -1,12 +1,12 @@
 """Epoch-boundary checkpoints of training phases, for resuming a killed run.
 
-A run sets a checkpoint root with `checkpoint_root(directory)`; every phase
-that `pretrain.train.fit` trains inside it then saves, each
-`checkpoint_every` epochs and when it ends, an orbax checkpoint in
-`directory/<phase name>/` holding the whole `TrainState` (params, optimizer
-state, step, random key and other state such as persistent chains), the
-best state so far for early stopping, and JSON metadata (epochs done,
-history, whether the phase finished). Started again, `fit` restores the
+A run sets a checkpoint root with `checkpoint_root(directory)`. Every phase
+that `pretrain.train.fit` trains inside it then saves an orbax checkpoint in
+`directory/<phase name>/` each `checkpoint_every` epochs and when it ends.
+The checkpoint contains the whole `TrainState` (params, optimizer state,
+step, random key and other state such as persistent chains), the best state
+so far for early stopping, and JSON metadata (epochs done, history, whether
+the phase finished). Started again, `fit` restores the
 latest committed checkpoint and goes on from there, so a resumed run ends
 bit-identical to an uninterrupted one on CPU.
 """
@@ -62,7 +62,7 @@ def checkpoint_subdirectory(name: str):
 
 
 def phase_checkpointer(phase: str) -> "PhaseCheckpointer | None":
-    """The checkpointer of `phase` under the current root, or None when off."""
+    """Return the checkpointer of `phase` under the current root, or None when off."""
     root = _ROOT.get()
     if root is None:
         return None
@@ -128,7 +128,7 @@ class PhaseCheckpointer:
         self.manager.wait_until_finished()
 
     def restore(self, like: dict[str, Any]) -> tuple[dict[str, Any], dict] | None:
-        """The latest checkpoint's items (shaped like `like`) and metadata."""
+        """Restore the latest checkpoint's items (shaped like `like`) and metadata."""
         if not os.path.isdir(self.directory):
             return None
         step = self.manager.latest_step()

@@ -57,7 +57,7 @@ class LoadedEncoder:
 
 
 def flat_state(module: nnx.Module) -> dict[str, np.ndarray]:
-    """Every variable of `module` as {"dotted.path": array}."""
+    """Return every variable of `module` as {"dotted.path": array}."""
     pure = nnx.to_pure_dict(nnx.state(module))
     leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
     return {_dotted(path): np.asarray(value) for path, value in leaves}

@@ -18,7 +18,7 @@ BATCH_AXIS = "data"
 
 
 def data_mesh() -> Mesh | None:
-    """A mesh over all devices, or None when there is only one."""
+    """Return a mesh over all devices, or None when there is only one."""
     devices = jax.devices()
     if len(devices) == 1:
         return None
@@ -49,7 +49,7 @@ def put(tree: Any, sharding: NamedSharding) -> Any:
 
 
 def host_value(value: Any) -> Any:
-    """A host copy of a replicated (or single-device) array in any process."""
+    """Return a host copy of a replicated or single-device array, in any process."""
     if isinstance(value, jax.Array) and not value.is_fully_addressable:
         return np.asarray(value.addressable_shards[0].data)
     return value

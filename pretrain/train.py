@@ -89,7 +89,7 @@ def epoch_batches(
     count = -(-n // batch_size)
     padding = count * batch_size - n
     # Padded rows repeat real rows of this epoch, so batch norm in training
-    # mode sees real statistics; their weight of 0 keeps them out of the loss.
+    # mode gets real statistics. Their weight of 0 keeps them out of the loss.
     filler = np.resize(order, padding)
     indices = np.concatenate([order, filler]).reshape(count, batch_size)
     weight = (np.arange(count * batch_size) < n).astype(np.float32)
@@ -293,7 +293,7 @@ class PhaseTrainer:
         return int(host_value(self.state.step))
 
     def model(self) -> nnx.Module:
-        """The model with the current params and state, on the local device."""
+        """Return the model with the current params and state, on the local device."""
         params, rest = self.state.params, self.state.rest
         if self.mesh is not None:
             params, rest = host_tree((params, rest))
@@ -412,7 +412,7 @@ def fit(
         if trainer.mesh is None:
             data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
         else:
-            # Every device holds the whole (in-memory) dataset; each step
+            # Every device gets the whole in-memory dataset, and each step
             # gathers a batch and shards it.
             data = put(dict(data), replicated(trainer.mesh))
 
