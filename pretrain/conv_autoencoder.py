@@ -459,8 +459,8 @@ def pretrain_simmim(context: PretrainContext) -> TrainedEncoder:
     positions = context.input_shape[:-1]
     patch_size = choose_patch_size(config, positions)
     patches = math.prod(patch_grid(positions, patch_size))
-    # NOTE: this check needs the input shape, so it runs after `pretrain.run`
-    # has written config.json, unlike the checks in `check_config`.
+    # This check needs the input shape, which `check_config` does not see;
+    # `pretrain.run` removes the outputs of a fresh run that it rejects.
     config_lib.check(
         masked_patch_count(patches, config.mask_ratio) < patches,
         "patch_size",

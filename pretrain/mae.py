@@ -192,8 +192,8 @@ def mae_spec(config: ml_collections.ConfigDict, input_shape: tuple[int, ...]) ->
 
 def pretrain_mae(context: PretrainContext) -> TrainedEncoder:
     config = context.config
-    # NOTE: these two checks need the input shape, which `check_config` does
-    # not see, so their ConfigError comes after run() wrote config.json.
+    # These checks need the input shape, which `check_config` does not see;
+    # run() removes the outputs of a fresh run that they reject.
     spec = mae_spec(config, context.input_shape)
     num_patches = spec["sequence_length"]
     hidden = num_masked(num_patches, config.mask_ratio)

@@ -10,12 +10,13 @@ import numpy as np
 from pretrain import config as config_lib
 from pretrain import pictures
 from pretrain.checkpoint import checkpoint_root
-from pretrain.data import EMBEDDED_DATASETS, fit_scaler, load_dataset
+from pretrain.config import ConfigError
+from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler, load_dataset
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, get_method
 from pretrain.metrics import MetricWriter
 from pretrain.provenance import provenance
-from pretrain.workdir import check_workdir, start_run, write_json
+from pretrain.workdir import check_workdir, remove_run_outputs, start_run, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ def run(
     )
 
     saved_config = {"method": method, **config_lib.to_dict(config)}
-    if start_run(workdir, saved_config, overwrite=overwrite):
+    created = not os.path.exists(workdir)
+    resumed = start_run(workdir, saved_config, overwrite=overwrite)
+    if resumed:
         logger.info("resuming the run in %s", workdir)
     run_provenance = provenance()
     write_json(
@@ -124,6 +127,13 @@ def run(
         checkpoints = os.path.join(workdir, "checkpoints")
         with checkpoint_root(checkpoints, every=config.checkpoint_every):
             trained = trainer_method.pretrain(context)
+    except (ConfigError, DatasetError):
+        # Some checks need the data (an input shape, a value range) and run
+        # inside the method; a fresh run they reject leaves nothing behind.
+        if not resumed:
+            writer.close()
+            remove_run_outputs(workdir, remove_empty=created)
+        raise
     finally:
         writer.close()
 

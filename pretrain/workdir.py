@@ -95,6 +95,19 @@ RUN_OUTPUTS = (
 )
 
 
+def remove_run_outputs(workdir: str, *, remove_empty: bool = False) -> None:
+    """Delete the `RUN_OUTPUTS` in `workdir`, and the directory itself if it is
+    then empty and `remove_empty` is set."""
+    for name in RUN_OUTPUTS:
+        target = os.path.join(workdir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        elif os.path.exists(target):
+            os.remove(target)
+    if remove_empty and os.path.isdir(workdir) and not os.listdir(workdir):
+        os.rmdir(workdir)
+
+
 def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
     """Prepare `workdir` for a run of `config`; return True when resuming.
 
@@ -120,12 +133,7 @@ def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
                 "choose another --workdir"
             )
     if overwrite:
-        for name in RUN_OUTPUTS:
-            target = os.path.join(workdir, name)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            elif os.path.exists(target):
-                os.remove(target)
+        remove_run_outputs(workdir)
     os.makedirs(workdir, exist_ok=True)
     write_json(path, config)
     return False

@@ -343,6 +343,12 @@ BAD_INPUT = [
         "is a file",
     ),
     (
+        "mae patch size not dividing the image",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.patch_size=3", method="mae"),
+        "patch",
+    ),
+    (
         "negative weight decay",
         "finetune",
         lambda t, e: bad_finetune(t, e, "--config.weight_decay=-1"),
