@@ -8,8 +8,11 @@ Three strategies (scratch, ae, dae; the pretrained ones fine-tuned with the
 `gradual` preset) x label budgets 50, 100 and all x seeds 0, 1, 2, every
 strategy with the same learning-rate search on validation accuracy.
 
-Result (2 CPU cores, see docs/results.md for the table it printed): filled in
-from the run's results.md.
+Result (2 CPU cores, 242 s; the whole table is on docs/results.md): test
+accuracy at 100 labels, mean ± std over the 3 seeds, was ae 0.9102 ± 0.0216,
+dae 0.9093 ± 0.0105, scratch 0.9046 ± 0.0212, logistic regression on pixels
+0.9000 ± 0.0073; pretraining showed no reliable gain over scratch (paired
+t-test p = 0.71).
 """
 
 import ml_collections
