@@ -328,6 +328,55 @@ def pretrain_autoencoder(context: PretrainContext) -> TrainedEncoder:
     return pretrain_layerwise(context)
 
 
+def check_reconstruction_config(
+    config: ml_collections.ConfigDict,
+    *,
+    sparse_activations: tuple[str, ...],
+    sparsity_requirement: str,
+) -> None:
+    """Check the loss, denoising and sparsity keys that every autoencoder shares."""
+    check = config_lib.check
+    check(
+        config.loss in ("auto", "cross_entropy", "squared_error"),
+        "loss",
+        config.loss,
+        "use auto, cross_entropy or squared_error",
+    )
+    check(
+        config.noise in ("none", "mask", "gaussian"),
+        "noise",
+        config.noise,
+        "use none, mask or gaussian",
+    )
+    check(config.noise_level >= 0, "noise_level", config.noise_level, "must be >= 0")
+    if config.noise == "mask":
+        check(
+            config.noise_level < 1.0,
+            "noise_level",
+            config.noise_level,
+            "a masking probability must be in [0, 1)",
+        )
+    check(
+        0.0 < config.sparsity_target < 1.0,
+        "sparsity_target",
+        config.sparsity_target,
+        "must be in (0, 1)",
+    )
+    check(
+        config.sparsity_weight >= 0,
+        "sparsity_weight",
+        config.sparsity_weight,
+        "must be >= 0",
+    )
+    if config.sparsity_weight > 0:
+        check(
+            config.activation in sparse_activations,
+            "activation",
+            config.activation,
+            sparsity_requirement,
+        )
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
     check = config_lib.check
     check(len(config.hidden) > 0, "hidden", config.hidden, "give at least one width")
@@ -343,45 +392,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         config.activation,
         "use sigmoid, relu or tanh",
     )
-    check(
-        config.loss in ("auto", "cross_entropy", "squared_error"),
-        "loss",
-        config.loss,
-        "use auto, cross_entropy or squared_error",
+    check_reconstruction_config(
+        config,
+        sparse_activations=("sigmoid",),
+        sparsity_requirement="the KL sparsity penalty needs sigmoid codes in (0, 1)",
     )
-    check(
-        config.noise in ("none", "mask", "gaussian"),
-        "noise",
-        config.noise,
-        "use none, mask or gaussian",
-    )
-    if config.noise == "mask":
-        check(
-            0.0 <= config.noise_level < 1.0,
-            "noise_level",
-            config.noise_level,
-            "a masking probability must be in [0, 1)",
-        )
-    check(config.noise_level >= 0, "noise_level", config.noise_level, "must be >= 0")
-    check(
-        0.0 < config.sparsity_target < 1.0,
-        "sparsity_target",
-        config.sparsity_target,
-        "must be in (0, 1)",
-    )
-    check(
-        config.sparsity_weight >= 0,
-        "sparsity_weight",
-        config.sparsity_weight,
-        "must be >= 0",
-    )
-    if config.sparsity_weight > 0:
-        check(
-            config.activation == "sigmoid",
-            "activation",
-            config.activation,
-            "the KL sparsity penalty needs sigmoid codes in (0, 1)",
-        )
     check(
         config.contractive_weight >= 0,
         "contractive_weight",

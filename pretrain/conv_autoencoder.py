@@ -28,6 +28,7 @@ from flax import nnx
 
 from pretrain import config as config_lib
 from pretrain.autoencoder import (
+    check_reconstruction_config,
     choose_loss,
     corrupt,
     reconstruction_error,
@@ -532,48 +533,12 @@ def _check_architecture(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_autoencoder(config: ml_collections.ConfigDict) -> None:
-    check = config_lib.check
-    check(
-        config.loss in ("auto", "cross_entropy", "squared_error"),
-        "loss",
-        config.loss,
-        "use auto, cross_entropy or squared_error",
+    check_reconstruction_config(
+        config,
+        sparse_activations=("sigmoid", "relu"),
+        sparsity_requirement="the sparsity penalty is a KL term for sigmoid "
+        "codes or an L1 term for relu codes",
     )
-    check(
-        config.noise in ("none", "mask", "gaussian"),
-        "noise",
-        config.noise,
-        "use none, mask or gaussian",
-    )
-    check(config.noise_level >= 0, "noise_level", config.noise_level, "must be >= 0")
-    if config.noise == "mask":
-        check(
-            config.noise_level < 1.0,
-            "noise_level",
-            config.noise_level,
-            "a masking probability must be in [0, 1)",
-        )
-
-    check(
-        0.0 < config.sparsity_target < 1.0,
-        "sparsity_target",
-        config.sparsity_target,
-        "must be in (0, 1)",
-    )
-    check(
-        config.sparsity_weight >= 0,
-        "sparsity_weight",
-        config.sparsity_weight,
-        "must be >= 0",
-    )
-    if config.sparsity_weight > 0:
-        check(
-            config.activation in ("sigmoid", "relu"),
-            "activation",
-            config.activation,
-            "the sparsity penalty is a KL term for sigmoid codes or an L1 term "
-            "for relu codes",
-        )
 
 
 def _check_masking(config: ml_collections.ConfigDict) -> None:
