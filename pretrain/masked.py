@@ -5,7 +5,7 @@ The methods live in `pretrain.mae`, `pretrain.masked_features` and
 """
 
 from pretrain import masked_config
-from pretrain.bert import pretrain_bert
+from pretrain.bert import pretrain_bert, run_text
 from pretrain.mae import pretrain_mae
 from pretrain.masked_features import pretrain_masked_features
 from pretrain.methods import Method, register
@@ -31,10 +31,10 @@ register(
 register(
     Method(
         name="bert",
-        description="BERT masked byte-token pretraining on text "
-        "(Python API: pretrain.bert.run_text)",
+        description="BERT masked byte-token pretraining on a TFDS text dataset",
         defaults=masked_config.bert_config,
         check_config=masked_config.check_bert,
         pretrain=pretrain_bert,
+        run=run_text,
     )
 )

@@ -57,6 +57,9 @@ class Method:
     # Raises ConfigError for invalid values; runs before any output is written.
     check_config: Callable[[ml_collections.ConfigDict], None]
     pretrain: Callable[[PretrainContext], TrainedEncoder]
+    # A whole run for methods whose data is not an image or signal dataset
+    # (text): run(config, workdir, overwrite=...) -> export directory.
+    run: Callable[..., str] | None = None
 
 
 METHODS: dict[str, Method] = {}

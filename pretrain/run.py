@@ -87,6 +87,8 @@ def run(
     directory.
     """
     trainer_method = get_method(method)
+    if trainer_method.run is not None:
+        return trainer_method.run(config, workdir, overwrite=overwrite)
     check_common(config)
     trainer_method.check_config(config)
     workdir = check_workdir(workdir)

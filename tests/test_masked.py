@@ -572,6 +572,31 @@ def test_bert_tiny_mock_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_bert_command_line(tmp_path):
+    from pretrain.cli import main as pretrain_main
+
+    argv = [
+        "bert",
+        "--dataset",
+        "imdb_reviews",
+        "--workdir",
+        str(tmp_path / "bert_cli"),
+        f"--config.data_dir={tmp_path}",
+        "--config.sequence_length=24",
+        "--config.width=16",
+        "--config.depth=1",
+        "--config.heads=2",
+        "--config.epochs=2",
+        "--config.warmup_epochs=1",
+        "--config.batch_size=8",
+    ]
+    with tfds.testing.mock_data(num_examples=24, as_data_source_fn=fake_reviews):
+        assert pretrain_main(argv) == 0
+    loaded = load_encoder(str(tmp_path / "bert_cli" / "encoder"))
+    assert loaded.spec["tokenizer"]["vocab_size"] == 260
+
+
+@pytest.mark.slow
 def test_mae_digits_then_finetune(data_dir, tmp_path):
     config = config_lib.build_config(
         lambda: pretrain_defaults("mae"),
