@@ -5,7 +5,9 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from experiments.cli import main as experiments_main
 from finetune.cli import main as finetune_main
@@ -130,6 +132,34 @@ def test_baselines_on_same_labels(data_dir):
     assert [row["method"] for row in rows] == ["logreg_pixels", "mlp_sklearn"]
     assert all(row["labels"] == 50 for row in rows)
     assert all(row["test_accuracy"] > 0.5 for row in rows)
+
+
+class NanImages(tfds.core.GeneratorBasedBuilder):
+    """A tiny image dataset with one NaN pixel, for the bad-input table."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(4, 4, 1), dtype=np.float32),
+                    "label": tfds.features.ClassLabel(num_classes=2),
+                }
+            ),
+            supervised_keys=("image", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(20):
+            image = np.full((4, 4, 1), float(i), np.float32)
+            if i == 3:
+                image[0, 0, 0] = np.nan
+            yield i, {"image": image, "label": i % 2}
 
 
 def bad_pretrain(tmp_path, *extra, method="ae", dataset="digits"):
@@ -347,6 +377,12 @@ BAD_INPUT = [
         "pretrain",
         lambda t, e: bad_pretrain(t, "--config.patch_size=3", method="mae"),
         "patch",
+    ),
+    (
+        "dataset with NaN values",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, dataset="nan_images"),
+        "non-finite",
     ),
     (
         "negative weight decay",

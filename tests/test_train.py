@@ -135,8 +135,10 @@ def test_nonfinite_loss_names_phase():
     trainer = make_trainer(batch_size=64)
     data = unit_data(128)
     data["x"][0, 0] = np.nan
-    with pytest.raises(NonFiniteLossError, match="train, epoch 1"):
+    with pytest.raises(NonFiniteLossError) as error:
         fit(trainer, data, epochs=1, progress=False)
+    assert "train, epoch 1, step 2" in str(error.value)
+    assert "last good checkpoint: none" in str(error.value)
 
 
 def test_caller_model_survives_donation():
