@@ -115,7 +115,7 @@ def contractive_penalty(
 
 
 def layer_loss_fn(config: ml_collections.ConfigDict, loss: str):
-    """The loss of one autoencoder layer as a `LossFn` for `PhaseTrainer`."""
+    """Return the loss of one autoencoder layer as a `LossFn` for `PhaseTrainer`."""
 
     def loss_fn(model: AutoencoderLayer, batch, rng):
         x, weight = batch["x"], batch["weight"]
@@ -142,7 +142,7 @@ def layer_loss_fn(config: ml_collections.ConfigDict, loss: str):
 
 
 def loss_cache_key(config: ml_collections.ConfigDict, loss: str) -> tuple:
-    """The config values that the compiled autoencoder step depends on."""
+    """Return the config values that the compiled autoencoder step depends on."""
     return (
         "autoencoder",
         loss,

@@ -2,7 +2,7 @@
 
 A config is a locked `ml_collections.ConfigDict`. Command lines change it
 with `--config FILE` (a Python file defining `get_config()`, or a saved
-`config.json`) and `--config.KEY=VALUE` overrides; an unknown key is an error
+`config.json`) and `--config.KEY=VALUE` overrides. An unknown key is an error
 that lists the valid keys.
 """
 
@@ -56,7 +56,7 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
     if leaf not in node:
         if node.is_locked:
             raise _unknown_key(key, _all_keys(config))
-        node[leaf] = value  # an open section, checked by whoever reads it
+        node[leaf] = value  # an open section; the command that reads it checks it
         return
 
     current = node[leaf]
@@ -161,7 +161,7 @@ def build_config(
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """A JSON-ready copy of the config (tuples become lists)."""
+    """Return a JSON-ready copy of the config (tuples become lists)."""
     return json.loads(config.to_json())
 
 

@@ -1,4 +1,4 @@
-"""What produced a run: package versions, git commit, machine and time."""
+"""Run provenance: package versions, git commit, machine and time."""
 
 import datetime
 import importlib.metadata
@@ -23,7 +23,7 @@ PACKAGES = (
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout this code runs from, or None outside git."""
+    """Return the commit of the checkout this code runs from, or None outside git."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         result = subprocess.run(

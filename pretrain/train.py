@@ -201,9 +201,10 @@ class PhaseTrainer:
         the device count.
       cache_key: trainers with equal keys reuse one compiled step. The caller
         promises that equal keys mean the same model structure, `loss_fn`
-        behaviour, `frozen` mask and optimizer update; values that differ,
-        such as a learning rate, must live in the optimizer state
-        (`optax.inject_hyperparams`).
+        behaviour, `frozen` mask and optimizer update. Values that differ
+        between such trainers, such as a learning rate, must live in the
+        optimizer state (`optax.inject_hyperparams`). NOTE: the cache is
+        never emptied, so a process keeps every compiled phase it ran.
     """
 
     def __init__(

@@ -41,7 +41,7 @@ def _file_mode() -> int:
 
 
 def directory_mode() -> int:
-    """The mode `os.makedirs` would give a new directory under the umask."""
+    """Return the mode `os.makedirs` would give a new directory under the umask."""
     return _file_mode() | ((_file_mode() & 0o444) >> 2)
 
 
@@ -128,7 +128,7 @@ def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
                 if saved.get(key) != config.get(key)
             )
             raise WorkdirError(
-                f"workdir {workdir!r} holds a run with a different config "
+                f"workdir {workdir!r} contains a run with a different config "
                 f"(keys {changed} differ); pass --overwrite to replace it, or "
                 "choose another --workdir"
             )
