@@ -32,7 +32,7 @@ class PretrainContext:
         return tuple(self.x.shape[1:])
 
     def rng_for(self, purpose: str) -> jax.Array:
-        """Return a key for one purpose ("init", "layer0/train", ...), fixed by the seed."""
+        """Return the seed's key for one purpose ("init", "layer0/train", ...)."""
         return jax.random.fold_in(self.rng, _stable_hash(purpose))
 
 

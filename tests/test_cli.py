@@ -180,7 +180,7 @@ def bad_finetune(tmp_path, encoder, *extra):
 
 
 def broken_export(tmp_path, export, how):
-    """Copy `export` to `tmp_path/exports/encoder` and break it in the way `how` names."""
+    """Copy `export` to `tmp_path/exports/encoder` and break it as `how` names."""
     path = tmp_path / "exports" / "encoder"
     shutil.copytree(export, path)
     metadata = path / "encoder.json"
