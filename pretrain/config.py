@@ -67,6 +67,12 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
             f"config key {key!r} expects {_article(type(current).__name__)} "
             f"(default {current!r}), got None"
         )
+    if isinstance(value, bool) and not isinstance(current, bool):
+        # bool is a subclass of int, so ConfigDict would store True as 1.
+        raise ConfigError(
+            f"config key {key!r} expects {_article(type(current).__name__)} "
+            f"(default {current!r}), got {value!r}"
+        )
     if isinstance(current, tuple) and isinstance(value, int | float):
         value = (value,)
     if isinstance(current, tuple) and isinstance(value, list):

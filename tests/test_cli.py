@@ -484,10 +484,16 @@ BAD_INPUT = [
         "mask_ratio",
     ),
     (
-        "bert through the image command",
+        "bert on an image dataset",
         "pretrain",
         lambda t, e: bad_pretrain(t, method="bert"),
-        "run_text",
+        "no text feature",
+    ),
+    (
+        "bool for an int key",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.cd_k=true", method="rbm"),
+        "expects an int",
     ),
     (
         "bert selection ratio above one",
