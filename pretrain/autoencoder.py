@@ -171,19 +171,26 @@ def _encode_layer(layer: DenseLayer, x: jax.Array) -> jax.Array:
     return layer(x, train=False)
 
 
-def _reconstruct(model: AutoencoderLayer, x: jax.Array) -> jax.Array:
+def _reconstruct(
+    model: "AutoencoderLayer | DeepAutoencoder", x: jax.Array
+) -> jax.Array:
     return model.decode(model.encoder(x, train=False))
 
 
-def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
-    """Train each layer on the codes of the one below, then stack the encoders."""
+def _encoder_spec(context: PretrainContext) -> dict:
     config = context.config
-    spec = dense_spec(
+    return dense_spec(
         context.input_shape,
         list(config.hidden),
         activation=config.activation,
         batch_norm=config.batch_norm,
     )
+
+
+def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
+    """Train each layer on the codes of the one below, then stack the encoders."""
+    config = context.config
+    spec = _encoder_spec(context)
     encoder = DenseEncoder(
         context.input_shape, spec["layers"], rngs=nnx.Rngs(context.rng_for("init"))
     )
@@ -280,19 +287,10 @@ def deep_loss_fn(config: ml_collections.ConfigDict, loss: str):
     return loss_fn
 
 
-def _reconstruct_deep(model: DeepAutoencoder, x: jax.Array) -> jax.Array:
-    return model.decode(model.encoder(x, train=False))
-
-
 def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
     """Train the whole deep autoencoder at once from a random start."""
     config = context.config
-    spec = dense_spec(
-        context.input_shape,
-        list(config.hidden),
-        activation=config.activation,
-        batch_norm=config.batch_norm,
-    )
+    spec = _encoder_spec(context)
     rngs = nnx.Rngs(context.rng_for("init"))
     encoder = DenseEncoder(context.input_shape, spec["layers"], rngs=rngs)
     model = DeepAutoencoder(encoder, tied=config.tied, rngs=rngs)
@@ -314,7 +312,7 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
     model = trainer.model()
 
     shown = inputs[picture_rows(len(inputs))]
-    reconstruction = np.asarray(predict(model, _reconstruct_deep, shown))
+    reconstruction = np.asarray(predict(model, _reconstruct, shown))
     if loss == "cross_entropy":
         reconstruction = np.asarray(jax.nn.sigmoid(reconstruction))
     first_kernel = np.asarray(model.encoder.layers[0].linear.kernel[...])
