@@ -26,7 +26,7 @@ def baseline_rows(experiment, seed: int) -> list[dict]:
     """Fit each baseline on the labelled subset of every budget for `seed`.
 
     The subsets come from `label_split` with the same seed as the fine-tuning
-    runs, so the comparison is paired; inputs use minmax scaling fitted on the
+    runs, so the comparison is paired. Inputs use minmax scaling fitted on the
     training pool, as the pretrained encoders do.
     """
     dataset = load_dataset(experiment.dataset)

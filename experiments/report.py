@@ -102,7 +102,7 @@ def comparison_note(rows: list[dict], budget: str = "100") -> str:
     text = (
         f"At {budget} labels the best pretrained strategy, {best}, scores "
         f"{ours.mean():.4f} against scratch's {theirs.mean():.4f} on the same "
-        f"{len(seeds)} seeds: a paired difference of {difference.mean():+.4f}"
+        f"{len(seeds)} seeds. The paired difference is {difference.mean():+.4f}"
     )
     if len(seeds) < 2 or np.all(difference == difference[0]):
         return text + "."

@@ -4,9 +4,9 @@ With `layer_decay` d and an encoder of n layers, the head trains at the
 stage's learning rate and encoder layer i (counted from 0 at the bottom) at
 rate * d^(n - i). So each layer gets d times the rate of the one above, and
 the top layer d times the head's. Encoder params outside `layers` take the
-rate of the layer they are assigned to by `finetune.stages.encoder_units`
-(a transformer's embedding that of layer 0, the lowest rate; its final norm
-that of the top layer); unassigned ones take the lowest rate.
+rate of the layer that `finetune.stages.encoder_units` assigns them to. A
+transformer's embedding gets layer 0's rate, the lowest, and its final norm
+the top layer's. Unassigned params take the lowest rate.
 
 Every rate is one `optax.multi_transform` group with its own AdamW; frozen
 params keep the "freeze" label and `set_to_zero`.

@@ -21,10 +21,10 @@ class Stage:
 def schedule(
     preset: str, num_layers: int, config: ml_collections.ConfigDict
 ) -> list[Stage]:
-    """The stages of `preset` for an encoder with `num_layers` layers.
+    """Return the stages of `preset` for an encoder with `num_layers` layers.
 
-    Stage 1 of every pretrained preset trains the head alone at `lr_head`;
-    `gradual` then unfreezes one more layer per stage from the top down;
+    Stage 1 of every pretrained preset trains the head alone at `lr_head`.
+    `gradual` then unfreezes one more layer per stage from the top down, and
     `full` unfreezes every layer at once. `scratch` is one stage with every
     layer trainable, given as many epochs as `gradual` has in all.
     """

@@ -16,7 +16,7 @@ log Z is biased low on average, so log-likelihoods computed from it are
 biased high.
 
 `exact_log_partition` sums over every state of the smaller layer, so it is
-exact and feasible up to about 20 units on that side; it also covers
+exact and feasible up to about 20 units on that side. It also covers
 Gaussian visible units by integrating them out in closed form.
 """
 

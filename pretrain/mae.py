@@ -2,7 +2,7 @@
 
 He et al. 2021, "Masked Autoencoders Are Scalable Vision Learners": each step
 hides a random `mask_ratio` of the patches of every example, the Transformer
-encoder sees only the visible patches, and a narrower Transformer decoder
+encoder gets only the visible patches, and a narrower Transformer decoder
 with a learned mask token fills the sequence back in and regresses the values
 of the hidden patches. The loss is the squared error averaged over the hidden
 patches only. Images [H, W, C] and signals [L, C] (masked-span regression)

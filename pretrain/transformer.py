@@ -11,7 +11,7 @@ One module covers three input kinds, named in its spec:
 
 Position embeddings are fixed sine-cosine tables computed from the spec, so
 they are neither params nor stored in the export. The output is the final
-layer-normed CLS token, or the mean over the output tokens, as `pooling` says.
+layer-normed CLS token, or the mean over the output tokens, as `pooling` selects.
 
 Dropout acts only with `train=True` and an explicit `rng` key, so the module
 contains no random state and runs deterministically otherwise.

@@ -4,9 +4,10 @@ Command::
 
     experiments quick --workdir runs/quick
 
-Three strategies (scratch, ae, dae; the pretrained ones fine-tuned with the
-`gradual` preset) x label budgets 50, 100 and all x seeds 0, 1, 2, every
-strategy with the same learning-rate search on validation accuracy.
+The grid is three strategies (scratch, ae, dae) x label budgets 50, 100 and
+all x seeds 0, 1, 2. The pretrained strategies are fine-tuned with the
+`gradual` preset, and every strategy gets the same learning-rate search on
+validation accuracy.
 
 Result (2 CPU cores, 242 s; the whole table is on docs/results.md): test
 accuracy at 100 labels, mean ± std over the 3 seeds, was ae 0.9102 ± 0.0216,

@@ -1,10 +1,10 @@
 """Input scaling fitted on the training pool and saved with a run.
 
 Two kinds exist. "minmax" applies one global (x - min) / (max - min), so the pool
-lands in [0, 1]. "standard" applies a per-feature (x - mean) / std; a feature
+lands in [0, 1]. "standard" applies a per-feature (x - mean) / std. A feature
 whose std over the pool is below 1e-6 (a pixel that is always 0, say) gets a
-std of 1, as scikit-learn's StandardScaler does, so unseen values in test
-images stay on the scale of their raw units.
+std of 1, as scikit-learn's StandardScaler does. Unseen values of such a
+pixel in test images then stay on the scale of their raw units.
 """
 
 import dataclasses
