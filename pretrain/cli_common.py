@@ -53,6 +53,10 @@ def setup_logging(verbose: bool = False) -> None:
     # orbax and absl log every save at INFO; keep the run log readable.
     for name in ("absl", "orbax", "jax._src"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # After a failed read of a corrupted checkpoint, orbax (0.12.8) leaves an
+    # asyncio task whose exception it already raised to us; asyncio logs it
+    # again, with a traceback, whenever that task is garbage-collected.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

@@ -406,6 +406,18 @@ def fit(
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
     checkpointer = phase_checkpointer(trainer.name)
+    try:
+        return _fit_epochs(
+            trainer, data, epochs, writer, on_epoch, select, progress, checkpointer
+        )
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+
+
+def _fit_epochs(
+    trainer, data, epochs, writer, on_epoch, select, progress, checkpointer
+) -> list[dict[str, float]]:
     history, finished = _resume(trainer, checkpointer, select, writer)
     if finished:
         return history
