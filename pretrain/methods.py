@@ -81,7 +81,7 @@ METHOD_MODULES = (
     "pretrain.autoencoder",
     "pretrain.conv_autoencoder",
     "pretrain.masked",
-    "pretrain.rbm",
+    "pretrain.dbn",
 )
 
 

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from pretrain import ais, rbm
+from pretrain import ais, dbn, rbm
 from pretrain import config as config_lib
 from pretrain.data import DatasetError
 from pretrain.methods import PretrainContext
@@ -254,7 +254,7 @@ def test_ais_matches_exact_log_likelihood():
 def test_export_folds_learned_variance():
     model = random_rbm(5, 4, gaussian=True, learn_variance=True)
     model.raw_variance[...] = jnp.linspace(-2.0, 2.0, 5)
-    encoder, spec = rbm.export_encoder([model], (5,))
+    encoder, spec = dbn.export_encoder([model], (5,))
     x = jax.random.normal(jax.random.key(0), (3, 5))
     expected = rbm.hidden_probabilities(model.weights(), x)
     assert spec["layers"][0]["activation"] == "sigmoid"
@@ -298,7 +298,7 @@ def test_bernoulli_input_out_of_range(tmp_path):
         workdir=str(tmp_path),
     )
     with pytest.raises(DatasetError) as error:
-        rbm.pretrain_rbm_stack(context)
+        dbn.pretrain_rbm_stack(context)
     assert "[0, 2]" in str(error.value)
     assert "--config.scaling=minmax" in str(error.value)
     assert "--config.visible=gaussian" in str(error.value)
@@ -320,7 +320,7 @@ def test_bernoulli_input_out_of_range(tmp_path):
 def test_rbm_config_rejected(changes, key):
     config = rbm_settings(**changes)
     with pytest.raises(config_lib.ConfigError, match=key):
-        rbm.check_rbm_config(config)
+        dbn.check_rbm_config(config)
 
 
 def test_gaussian_rbm_monitors():
@@ -340,7 +340,7 @@ def test_gaussian_rbm_monitors():
         def write(self, phase, step, metrics):
             history.append(dict(metrics))
 
-    model = rbm.train_rbm(
+    model = dbn.train_rbm(
         x[:64], x[64:], 5, config, jax.random.key(0), gaussian=True, writer=Writer()
     )
     last = history[-1]
