@@ -10,6 +10,7 @@ import sys
 from pretrain import config as config_lib
 from pretrain.cli_common import (
     add_common_arguments,
+    initialize_distributed,
     run_command,
     setup_logging,
     split_overrides,
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body():
+        initialize_distributed(args.distributed)
         from pretrain.methods import get_method
         from pretrain.run import default_config, run
 

@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -11,6 +12,13 @@ from pretrain.encoders import SpecError
 from pretrain.export import ExportError
 from pretrain.methods import MethodError
 from pretrain.workdir import WorkdirError
+
+logger = logging.getLogger(__name__)
+
+# Set in every process of a multi-process run: the coordinator's host:port,
+# the process count and this process's index. Any of them, or --distributed,
+# turns on `jax.distributed.initialize`.
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 # Errors caused by the user's input: reported in one line with exit status 2.
 USER_ERRORS = (
@@ -71,6 +79,57 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace a run with a different config in --workdir",
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() first, for one process per "
+        "host or accelerator of a cluster; implied by any of "
+        + ", ".join(f"${name}" for name in DISTRIBUTED_ENV),
+    )
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"${name} = {value!r} is invalid: use a non-negative integer"
+        ) from None
+
+
+def initialize_distributed(requested: bool) -> bool:
+    """Call `jax.distributed.initialize` when `requested` or a `DISTRIBUTED_ENV`
+    variable is set; return whether it was called.
+
+    It must run before any JAX computation. Values missing from the
+    environment are left to JAX, which detects them on SLURM, Open MPI and
+    Cloud TPU. TODO: every process writes the run directory (config.json,
+    checkpoints, the export) and only `MetricWriter` is limited to process 0,
+    so give each process its own --workdir until the writers check
+    `jax.process_index()`.
+    """
+    if not requested and not any(os.environ.get(name) for name in DISTRIBUTED_ENV):
+        return False
+    import jax
+
+    arguments = {
+        "coordinator_address": os.environ.get("JAX_COORDINATOR_ADDRESS") or None,
+        "num_processes": _env_int("JAX_NUM_PROCESSES"),
+        "process_id": _env_int("JAX_PROCESS_ID"),
+    }
+    jax.distributed.initialize(**arguments)
+    logger.info(
+        "distributed run: process %d of %d, %d devices in all",
+        jax.process_index(),
+        jax.process_count(),
+        jax.device_count(),
+    )
+    if jax.process_count() > 1:
+        logger.warning("every process writes its --workdir; give each process its own")
+    return True
 
 
 def run_command(body: Callable[[], object]) -> int:

@@ -67,3 +67,58 @@ def test_two_processes_match_two_devices(tmp_path):
     assert int(actual["devices"]) == 2
     for name in expected:
         np.testing.assert_allclose(actual[name], expected[name], rtol=1e-6, atol=1e-6)
+
+
+def record_initialize(monkeypatch) -> list[dict]:
+    """Replace `jax.distributed.initialize` by a recorder of its arguments."""
+    import jax
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+def test_distributed_flag_initializes(monkeypatch, tmp_path):
+    from pretrain.cli import main
+
+    calls = record_initialize(monkeypatch)
+    # epochs 0 fails the config check after initialisation, before training.
+    argv = ["ae", "--workdir", str(tmp_path), "--distributed", "--config.epochs=0"]
+    assert main(argv) == 2
+    assert calls == [
+        {"coordinator_address": None, "num_processes": None, "process_id": None}
+    ]
+
+
+def test_distributed_env_initializes(monkeypatch):
+    from pretrain.cli_common import initialize_distributed
+
+    calls = record_initialize(monkeypatch)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "1")
+    assert initialize_distributed(False)
+    assert calls == [
+        {"coordinator_address": "localhost:1234", "num_processes": 2, "process_id": 1}
+    ]
+
+
+def test_distributed_off_by_default(monkeypatch):
+    from pretrain.cli_common import initialize_distributed
+
+    calls = record_initialize(monkeypatch)
+    assert not initialize_distributed(False)
+    assert calls == []
+
+
+def test_distributed_invalid_env(monkeypatch):
+    from pretrain.cli_common import initialize_distributed
+    from pretrain.config import ConfigError
+
+    calls = record_initialize(monkeypatch)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    with pytest.raises(ConfigError, match="JAX_NUM_PROCESSES"):
+        initialize_distributed(False)
+    assert calls == []
