@@ -12,6 +12,11 @@ A spec records every stage, so `build_encoder` rebuilds the encoder from
 convolution, optional batch norm, the activation and optional pooling. The
 encoder ends in global average pooling, so its `features` are the channels
 of its last stage.
+
+The optional spec key `dtype` ("float32", the default when missing, or
+"bfloat16") sets the compute dtype of every convolution and batch norm.
+Params and batch statistics stay float32. The pooled output of the encoder
+is cast to float32; `feature_maps` and the stages return the compute dtype.
 """
 
 from collections.abc import Mapping, Sequence
@@ -33,6 +38,10 @@ from pretrain.encoders import (
 PADDINGS = ("SAME", "VALID")
 POOLS = ("max", "avg", "none")
 SPEC_KEYS = {"family", "input_shape", "stages"}
+# Keys that a spec may omit, with the value a missing key means. Specs
+# exported before mixed precision have no `dtype`.
+OPTIONAL_SPEC_KEYS = {"dtype": "float32"}
+DTYPES = ("float32", "bfloat16")
 STAGE_KEYS = {
     "features",
     "kernel_size",
@@ -59,6 +68,7 @@ class ConvStage(nnx.Module):
         *,
         spatial_dims: int,
         rngs: nnx.Rngs,
+        dtype: str = "float32",
     ):
         activation_fn(stage["activation"])
         self.activation = stage["activation"]
@@ -76,10 +86,19 @@ class ConvStage(nnx.Module):
             strides=(stage["stride"],) * spatial_dims,
             padding=stage["padding"],
             use_bias=not stage["batch_norm"],
+            dtype=jnp.dtype(dtype),
+            param_dtype=jnp.float32,
             rngs=rngs,
         )
         self.batch_norm = (
-            nnx.BatchNorm(stage["features"], rngs=rngs) if stage["batch_norm"] else None
+            nnx.BatchNorm(
+                stage["features"],
+                dtype=jnp.dtype(dtype),
+                param_dtype=jnp.float32,
+                rngs=rngs,
+            )
+            if stage["batch_norm"]
+            else None
         )
 
     @property
@@ -130,14 +149,22 @@ class ConvEncoder(nnx.Module):
         stages: Sequence[Mapping[str, Any]],
         *,
         rngs: nnx.Rngs,
+        dtype: str = "float32",
     ):
         self.input_shape = tuple(input_shape)
+        self.dtype = dtype
         spatial_dims = len(self.input_shape) - 1
         in_features = self.input_shape[-1]
         built = []
         for stage in stages:
             built.append(
-                ConvStage(in_features, stage, spatial_dims=spatial_dims, rngs=rngs)
+                ConvStage(
+                    in_features,
+                    stage,
+                    spatial_dims=spatial_dims,
+                    rngs=rngs,
+                    dtype=dtype,
+                )
             )
             in_features = stage["features"]
         self.layers = nnx.List(built)
@@ -159,7 +186,8 @@ class ConvEncoder(nnx.Module):
         self, x: jax.Array, *, train: bool = False, depth: int | None = None
     ) -> jax.Array:
         maps = self.feature_maps(x, train=train, depth=depth)
-        return jnp.mean(maps, axis=tuple(range(1, maps.ndim - 1)))
+        pooled = jnp.mean(maps, axis=tuple(range(1, maps.ndim - 1)))
+        return pooled.astype(jnp.float32)
 
 
 def stage_output_shape(
@@ -226,12 +254,19 @@ def _check_stage(i: int, stage: Any) -> None:
 
 def check_conv_spec(spec: Mapping[str, Any]) -> None:
     """Raise SpecError naming the first missing, unknown or invalid field."""
-    if set(spec) != SPEC_KEYS:
-        missing = sorted(SPEC_KEYS - set(spec))
-        extra = sorted(set(spec) - SPEC_KEYS)
+    keys = set(spec) - set(OPTIONAL_SPEC_KEYS)
+    if keys != SPEC_KEYS:
+        missing = sorted(SPEC_KEYS - keys)
+        extra = sorted(keys - SPEC_KEYS)
         raise SpecError(
             f"conv spec has missing keys {missing} and unknown keys {extra}; it "
-            f"needs exactly {sorted(SPEC_KEYS)}"
+            f"needs exactly {sorted(SPEC_KEYS)}, and may have "
+            f"{sorted(OPTIONAL_SPEC_KEYS)}"
+        )
+    dtype = spec.get("dtype", OPTIONAL_SPEC_KEYS["dtype"])
+    if dtype not in DTYPES:
+        raise SpecError(
+            f"conv spec dtype = {dtype!r} is invalid: use one of {list(DTYPES)}"
         )
     check_input_shape(spec["input_shape"])
     if len(spec["input_shape"]) not in (2, 3):
@@ -284,14 +319,20 @@ def conv_stage(
 
 
 def conv_spec(
-    input_shape: Sequence[int], channels: Sequence[int], **stage_options: Any
+    input_shape: Sequence[int],
+    channels: Sequence[int],
+    *,
+    dtype: str = "float32",
+    **stage_options: Any,
 ) -> dict[str, Any]:
     """Spec of a conv encoder with one stage per entry of `channels`, each
-    built by `conv_stage(features, **stage_options)`."""
+    built by `conv_stage(features, **stage_options)`; `dtype` is the compute
+    dtype."""
     return {
         "family": "conv",
         "input_shape": [int(d) for d in input_shape],
         "stages": [conv_stage(c, **stage_options) for c in channels],
+        "dtype": dtype,
     }
 
 
@@ -299,7 +340,10 @@ register_family(
     "conv",
     Family(
         build=lambda spec, rngs: ConvEncoder(
-            spec["input_shape"], list(spec["stages"]), rngs=rngs
+            spec["input_shape"],
+            list(spec["stages"]),
+            rngs=rngs,
+            dtype=spec.get("dtype", OPTIONAL_SPEC_KEYS["dtype"]),
         ),
         check=check_conv_spec,
     ),

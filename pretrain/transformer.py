@@ -15,6 +15,12 @@ layer-normed CLS token, or the mean over the output tokens, as `pooling` selects
 
 Dropout acts only with `train=True` and an explicit `rng` key, so the module
 contains no random state and runs deterministically otherwise.
+
+The optional spec key `dtype` ("float32", the default when missing, or
+"bfloat16") sets the compute dtype of every embedding, projection and layer
+norm. Params stay float32 either way. The pooled output of `__call__` is
+cast to float32, so heads and losses compute in float32, while `encode`
+returns the blocks' output in the compute dtype.
 """
 
 import math
@@ -45,6 +51,10 @@ SPEC_KEYS = {
     "pooling",
     "tokenizer",
 }
+# Keys that a spec may omit, with the value a missing key means. Specs
+# exported before mixed precision have no `dtype`.
+OPTIONAL_SPEC_KEYS = {"dtype": "float32"}
+DTYPES = ("float32", "bfloat16")
 TOKENIZER_KEYS = {
     "kind",
     "vocab_size",
@@ -90,22 +100,32 @@ def _split(rng: jax.Array | None, count: int) -> list[jax.Array | None]:
     return list(jax.random.split(rng, count))
 
 
-def _linear(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
+def _linear(
+    in_features: int, out_features: int, rngs: nnx.Rngs, dtype: str = "float32"
+) -> nnx.Linear:
     return nnx.Linear(
         in_features,
         out_features,
         kernel_init=nnx.initializers.xavier_uniform(),
+        dtype=jnp.dtype(dtype),
+        param_dtype=jnp.float32,
         rngs=rngs,
+    )
+
+
+def _layer_norm(width: int, rngs: nnx.Rngs, dtype: str) -> nnx.LayerNorm:
+    return nnx.LayerNorm(
+        width, dtype=jnp.dtype(dtype), param_dtype=jnp.float32, rngs=rngs
     )
 
 
 class Attention(nnx.Module):
     """Multi-head self-attention with one fused query/key/value projection."""
 
-    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs):
+    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, dtype="float32"):
         self.heads = heads
-        self.qkv = _linear(width, 3 * width, rngs)
-        self.out = _linear(width, width, rngs)
+        self.qkv = _linear(width, 3 * width, rngs, dtype)
+        self.out = _linear(width, width, rngs, dtype)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         """Attend over x [batch, T, width]; `mask` [batch, 1, 1, T] is True at
@@ -118,9 +138,9 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-    def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-        self.hidden = _linear(width, hidden, rngs)
-        self.out = _linear(hidden, width, rngs)
+    def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, dtype="float32"):
+        self.hidden = _linear(width, hidden, rngs, dtype)
+        self.out = _linear(hidden, width, rngs, dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.out(jax.nn.gelu(self.hidden(x)))
@@ -132,12 +152,21 @@ class Block(nnx.Module):
     Dropout, when given a key, acts on each residual branch before the sum.
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, rate: float, *, rngs):
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        mlp_ratio: float,
+        rate: float,
+        *,
+        rngs,
+        dtype: str = "float32",
+    ):
         self.rate = rate
-        self.norm1 = nnx.LayerNorm(width, rngs=rngs)
-        self.attention = Attention(width, heads, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(width, rngs=rngs)
-        self.mlp = MLP(width, mlp_hidden(width, mlp_ratio), rngs=rngs)
+        self.norm1 = _layer_norm(width, rngs, dtype)
+        self.attention = Attention(width, heads, rngs=rngs, dtype=dtype)
+        self.norm2 = _layer_norm(width, rngs, dtype)
+        self.mlp = MLP(width, mlp_hidden(width, mlp_ratio), rngs=rngs, dtype=dtype)
 
     def __call__(
         self,
@@ -185,16 +214,19 @@ class TransformerEncoder(nnx.Module):
         self.pooling = spec["pooling"]
         self.width = spec["width"]
         self.pad_id = spec["tokenizer"]["pad_id"] if spec["tokenizer"] else None
+        self.dtype = spec.get("dtype", OPTIONAL_SPEC_KEYS["dtype"])
 
         if self.input_kind == "tokens":
             self.embed = nnx.Embed(
                 spec["tokenizer"]["vocab_size"],
                 self.width,
                 embedding_init=nnx.initializers.normal(_INIT_STD),
+                dtype=jnp.dtype(self.dtype),
+                param_dtype=jnp.float32,
                 rngs=rngs,
             )
         else:
-            self.embed = _linear(patch_features(spec), self.width, rngs)
+            self.embed = _linear(patch_features(spec), self.width, rngs, self.dtype)
         # Token inputs carry the tokenizer's CLS token at position 0 already.
         with_cls = self.pooling == "cls" and self.input_kind != "tokens"
         init = nnx.initializers.normal(_INIT_STD)
@@ -209,11 +241,12 @@ class TransformerEncoder(nnx.Module):
                     spec["mlp_ratio"],
                     spec["dropout"],
                     rngs=rngs,
+                    dtype=self.dtype,
                 )
                 for _ in range(spec["depth"])
             ]
         )
-        self.norm = nnx.LayerNorm(self.width, rngs=rngs)
+        self.norm = _layer_norm(self.width, rngs, self.dtype)
 
     @property
     def features(self) -> int:
@@ -234,7 +267,7 @@ class TransformerEncoder(nnx.Module):
             h = self.embed(x.astype(jnp.int32))
         else:
             h = self.embed(patchify(x, self.patch_size))
-        return h + self.positions()
+        return h + self.positions().astype(h.dtype)
 
     def encode(
         self,
@@ -253,7 +286,9 @@ class TransformerEncoder(nnx.Module):
         if keep is not None:
             h = gather_patches(h, keep)
         if self.cls_token is not None:
-            cls = jnp.broadcast_to(self.cls_token[...], (h.shape[0], 1, self.width))
+            cls = jnp.broadcast_to(
+                self.cls_token[...].astype(h.dtype), (h.shape[0], 1, self.width)
+            )
             h = jnp.concatenate([cls, h], axis=1)
         return self.norm(run_blocks(self.layers, h, mask, rng))
 
@@ -271,7 +306,7 @@ class TransformerEncoder(nnx.Module):
             valid = x.astype(jnp.int32) != self.pad_id
             mask = valid[:, None, None, :]
         h = self.encode(self.embed_inputs(x), mask=mask, rng=rng if train else None)
-        return self.pool(h, valid)
+        return self.pool(h, valid).astype(jnp.float32)
 
     def pool(self, h: jax.Array, valid: jax.Array | None = None) -> jax.Array:
         """CLS output, or the mean over output tokens (real tokens only when
@@ -321,9 +356,10 @@ def transformer_spec(
     dropout: float = 0.0,
     pooling: str = "mean",
     tokenizer: Mapping[str, Any] | None = None,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     """Build and check the spec of a transformer encoder (tokens take
-    `patch_size` 1)."""
+    `patch_size` 1); `dtype` is the compute dtype."""
     grid = patch_grid(input_kind, tuple(input_shape), patch_size)
     spec = {
         "family": "transformer",
@@ -338,6 +374,7 @@ def transformer_spec(
         "dropout": float(dropout),
         "pooling": pooling,
         "tokenizer": None if tokenizer is None else dict(tokenizer),
+        "dtype": dtype,
     }
     check_transformer_spec(spec)
     return spec
@@ -355,10 +392,12 @@ def _require(condition: bool, message: str) -> None:
 def check_transformer_spec(spec: Mapping[str, Any]) -> None:
     """Raise SpecError for the first invalid field of a transformer spec."""
     _require(
-        set(spec) == SPEC_KEYS,
+        set(spec) - set(OPTIONAL_SPEC_KEYS) == SPEC_KEYS,
         f"transformer spec keys {sorted(spec)} differ from the expected "
-        f"{sorted(SPEC_KEYS)}",
+        f"{sorted(SPEC_KEYS)} (and the optional {sorted(OPTIONAL_SPEC_KEYS)})",
     )
+    dtype = spec.get("dtype", OPTIONAL_SPEC_KEYS["dtype"])
+    _require(dtype in DTYPES, f"dtype {dtype!r} must be one of {DTYPES}")
     kind = spec["input_kind"]
     _require(kind in INPUT_KINDS, f"input_kind {kind!r} must be one of {INPUT_KINDS}")
     _check_input(spec)
