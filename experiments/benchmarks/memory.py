@@ -1,0 +1,179 @@
+"""Peak resident memory of a pretraining run as its dataset grows.
+
+`pretrain.data.load_dataset` reads a whole split into one NumPy array, and
+`pretrain.train.fit` copies the pool onto the device for `lax.scan`, so a
+run needs memory in proportion to its dataset and cannot train on a dataset
+larger than memory. This benchmark measures that growth. It generates
+`bench_images`, a TFDS dataset of random 28x28 images, in a temporary
+directory at several sizes. Then it runs a 1-epoch `pretrain ae` on each in
+a fresh process and prints the process's peak resident set size (VmHWM).
+
+    python -m experiments.benchmarks.memory [--sizes 2000 4000 8000]
+
+TODO: streaming would replace the NumPy pool in `pretrain.data.loading`
+with an iterator over the array_record files, and the scan epoch with
+per-batch steps fed from it.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+IMAGE_SHAPE = (28, 28, 1)
+SIZES = (1000, 2000, 4000, 8000, 16000, 32000, 64000)
+FLOAT32_EXAMPLE_BYTES = 4 * int(np.prod(IMAGE_SHAPE))
+
+
+class BenchImages(tfds.core.GeneratorBasedBuilder):
+    """Random uint8 28x28x1 images with labels 0..9, in sizes `n{count}`."""
+
+    name = "bench_images"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Random images for the memory benchmark."}
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name=f"n{n}", description=f"{n} random images")
+        for n in SIZES
+    ]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        features = tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
+                "label": tfds.features.ClassLabel(num_classes=10),
+            }
+        )
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Random images for the memory benchmark.",
+            features=features,
+            supervised_keys=("image", "label"),
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # generated, nothing to download
+        return {"train": self._generate_examples(int(self.builder_config.name[1:]))}
+
+    def _generate_examples(self, count: int):
+        rng = np.random.default_rng(count)
+        for index in range(count):
+            image = rng.integers(0, 256, IMAGE_SHAPE, dtype=np.uint8)
+            yield index, {"image": image, "label": index % 10}
+
+
+def prepare(size: int, data_dir: str) -> str:
+    """Generate `bench_images/n{size}` in `data_dir`; return the dataset name."""
+    name = f"bench_images/n{size}"
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        # The data is generated here; no GCS lookup, no download.
+        config = tfds.download.DownloadConfig(try_download_gcs=False)
+        builder.download_and_prepare(file_format="array_record", download_config=config)
+    return name
+
+
+def peak_rss_kib() -> int:
+    """Return the process's peak resident set size in KiB (VmHWM, else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def worker(dataset: str, data_dir: str, workdir: str) -> None:
+    """Run one small pretraining and print the peaks before and after as JSON."""
+    from pretrain import config as config_lib
+    from pretrain.run import default_config, run
+
+    config = config_lib.build_config(
+        lambda: default_config("ae"),
+        overrides={
+            "dataset": dataset,
+            "data_dir": data_dir,
+            "hidden": (64,),
+            "epochs": 1,
+            "batch_size": 256,
+        },
+    )
+    before = peak_rss_kib()
+    run("ae", config, workdir)
+    print(json.dumps({"before_kib": before, "peak_kib": peak_rss_kib()}))
+
+
+def measure(size: int, data_dir: str, workdir: str) -> dict:
+    dataset = prepare(size, data_dir)
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.benchmarks.memory",
+        "--worker",
+        dataset,
+        "--data-dir",
+        data_dir,
+        "--workdir",
+        os.path.join(workdir, f"n{size}"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"memory worker for {dataset} failed:\n{done.stderr[-3000:]}"
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(sizes: list[int], data_dir: str | None = None) -> None:
+    """Print the peak RSS of a 1-epoch `pretrain ae` run for each size."""
+    unknown = sorted(set(sizes) - set(SIZES))
+    if unknown:
+        raise ValueError(f"sizes {unknown} have no bench_images config; use {SIZES}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = data_dir or os.path.join(tmp, "tfds")
+        rows = [(n, measure(n, data_dir, tmp)) for n in sorted(sizes)]
+
+    print(
+        "peak RSS of a 1-epoch `pretrain ae` (hidden 64) on bench_images "
+        f"(28x28x1; one float32 example is {FLOAT32_EXAMPLE_BYTES} bytes):"
+    )
+    print(
+        "  examples | peak MiB | after imports MiB | bytes per example "
+        "added since the smallest size"
+    )
+    first_n, first = rows[0]
+    for n, row in rows:
+        growth = ""
+        if n > first_n:
+            per_example = (row["peak_kib"] - first["peak_kib"]) * 1024 / (n - first_n)
+            ratio = per_example / FLOAT32_EXAMPLE_BYTES
+            growth = f"{per_example:,.0f} ({ratio:.1f} float32 copies)"
+        print(
+            f"  {n:8d} | {row['peak_kib'] / 1024:8.1f} | "
+            f"{row['before_kib'] / 1024:17.1f} | {growth}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000, 8000])
+    parser.add_argument("--data-dir", help="TFDS directory (default: a temp dir)")
+    parser.add_argument("--worker", metavar="DATASET", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.data_dir, args.workdir)
+    else:
+        run(args.sizes, args.data_dir)
+
+
+if __name__ == "__main__":
+    main()
