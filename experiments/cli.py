@@ -1,4 +1,5 @@
-"""`experiments NAME --workdir DIR [--config.KEY=VALUE ...]`."""
+"""`experiments NAME --workdir DIR [--shard I/N] [--config.KEY=VALUE ...]` and
+`experiments merge OUT_DIR SHARD_DIR...`."""
 
 import argparse
 import logging
@@ -7,6 +8,7 @@ import sys
 from pretrain import config as config_lib
 from pretrain.cli_common import (
     add_common_arguments,
+    initialize_distributed,
     run_command,
     setup_logging,
     split_overrides,
@@ -18,15 +20,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="experiments",
-        description="Run a named experiment grid and write results.csv, "
-        "results.md and a plot.",
+        description="Run a named experiment grid, or one shard of it, and write "
+        "results.csv, results.md and a plot. `experiments merge OUT_DIR "
+        "SHARD_DIR...` combines the results of shards.",
     )
     parser.add_argument("name", help=f"one of {experiment_names()}")
     add_common_arguments(parser)
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="run shard I of N (I/N, 0 <= I < N): the cells whose index mod N "
+        "is I, and the pretraining runs they need",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar on stderr"
+    )
     return parser
 
 
+def build_merge_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="experiments merge",
+        description="Combine the results.csv files of grid shards and write "
+        "results.csv, results.md and the plot to OUT_DIR.",
+    )
+    parser.add_argument("out_dir", help="directory for the merged results")
+    parser.add_argument(
+        "shard_dirs", nargs="+", help="the --workdir of each shard", metavar="SHARD_DIR"
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def merge_main(argv: list[str]) -> int:
+    args = build_merge_parser().parse_args(argv)
+    setup_logging(args.verbose)
+
+    def body():
+        from experiments.merge import merge_shards
+
+        merge_shards(args.out_dir, args.shard_dirs)
+        with open(f"{args.out_dir}/results.md") as f:
+            print(f.read(), end="")
+
+    return run_command(body)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["merge"]:
+        return merge_main(argv[1:])
     args, extra = build_parser().parse_known_args(argv)
     setup_logging(args.verbose)
     if not args.verbose:
@@ -35,21 +78,28 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
 
     def body():
+        initialize_distributed(args.distributed)
         from experiments.grid import load_experiment, run_grid
-        from experiments.report import write_report
+        from experiments.plan import parse_shard
+        from experiments.report import report_title, write_report
+        from experiments.strategies import experiment_datasets
 
+        shard = parse_shard(args.shard)
         config = config_lib.build_config(
             lambda: load_experiment(args.name),
             file=args.config,
             overrides=split_overrides(extra),
             open_sections=("pretrain", "finetune"),
         )
-        rows = run_grid(config, args.workdir)
-        print(
-            write_report(
-                rows, args.workdir, f"experiment {args.name} on {config.dataset}"
-            )
+        rows = run_grid(
+            config,
+            args.workdir,
+            shard=shard,
+            progress=not args.quiet,
+            name=args.name,
         )
+        title = report_title(args.name, list(experiment_datasets(config)))
+        print(write_report(rows, args.workdir, title))
 
     return run_command(body)
 

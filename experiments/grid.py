@@ -1,39 +1,54 @@
-"""Run an experiment grid, skipping runs whose outputs already exist."""
+"""Run an experiment grid (or one shard of it), reusing finished runs.
 
-import csv
+An experiment config has `dataset` (or `datasets`, which takes precedence
+when non-empty), `budgets`, `seeds`, `strategies`, shared `pretrain` and
+`finetune` sections and `baselines`. `experiments.strategies` gives the
+rules for strategies and their configs, and `experiments.plan` the order of
+the cells, the sharding and the directory layout.
+
+Every run directory that contains a finished run of the same config is
+reused, and one with a different config is an error raised before anything
+is written. An interrupted run resumes from its last checkpoint. Each run's
+wall time is stored next to it in timing.json, so a reused run reports the
+time it originally took.
+"""
+
+import contextlib
 import importlib
-import io
 import json
 import logging
 import os
 import pkgutil
+import sys
+import time
 
 import ml_collections
+import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 import experiments.configs
-from experiments.baselines import baseline_rows
+from experiments import baselines, probes
+from experiments.plan import (
+    BaselineCell,
+    FinetuneCell,
+    PretrainRun,
+    build_plan,
+    shard_cells,
+)
+from experiments.results import normalise_row, write_csv
 from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
-from pretrain.data import label_split, load_dataset, parse_budget
-from pretrain.methods import get_method
+from pretrain.data import LabelSplit
 from pretrain.provenance import provenance
-from pretrain.workdir import check_workdir, write_json, write_text
+from pretrain.workdir import check_workdir, write_json
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = (
-    "dataset",
-    "method",
-    "preset",
-    "labels",
-    "label_budget",
-    "seed",
-    "test_accuracy",
-    "val_accuracy",
-    "lr_multiplier",
-)
+TIMING_FILE = "timing.json"
+PROBE_FILE = "probe.json"
+GRID_FILE = "grid.json"
 
 
 def experiment_names() -> list[str]:
@@ -45,11 +60,28 @@ def experiment_names() -> list[str]:
 
 
 def load_experiment(name: str) -> ml_collections.ConfigDict:
+    """Load a named experiment config, adding the optional keys it lacks.
+
+    `datasets` defaults to () and `baselines` to False. `baselines` accepts
+    a bool or a tuple of names whatever its default, so the command line can
+    name baselines in a config whose default is True.
+    """
     names = experiment_names()
     if name not in names:
         raise ConfigError(f"unknown experiment {name!r}; known experiments: {names}")
     module = importlib.import_module(f"experiments.configs.{name}")
-    return module.get_config()
+    config = module.get_config()
+    if "datasets" not in config:
+        config.datasets = ()
+    config.baselines = ml_collections.FieldReference(
+        config.get("baselines", False), field_type=object
+    )
+    return config
+
+
+def check_experiment(experiment: ml_collections.ConfigDict) -> None:
+    """Check every run's config, the datasets and every label budget."""
+    build_plan(experiment, os.path.abspath("."))
 
 
 def _finished(workdir: str, output: str, config: dict) -> bool:
@@ -69,118 +101,241 @@ def _finished(workdir: str, output: str, config: dict) -> bool:
             f"{workdir!r} contains a finished run with a different config (keys "
             f"{changed} differ); use a new --workdir or delete that directory"
         )
-    logger.info("reusing the finished run in %s", workdir)
     return True
 
 
-def _pretrain(method, experiment, seed, workdir) -> str:
-    overrides = {
-        "dataset": experiment.dataset,
-        "seed": seed,
-        **config_lib.to_dict(experiment.pretrain),
-    }
-    config = config_lib.build_config(
-        lambda: pretrain_run.default_config(method), overrides=overrides
+def _pretrain_finished(run: PretrainRun) -> bool:
+    return _finished(
+        run.workdir, os.path.join("encoder", "encoder.json"), run.saved_config
     )
-    saved = {"method": method, **config_lib.to_dict(config)}
-    if _finished(workdir, os.path.join("encoder", "encoder.json"), saved):
-        return os.path.join(workdir, "encoder")
-    return pretrain_run.run(method, config, workdir)
 
 
-def _finetune(encoder, preset, budget, experiment, seed, workdir) -> dict:
-    overrides = {
-        "encoder": encoder,
-        "dataset": experiment.dataset,
-        "labels": budget,
-        "preset": preset,
-        "seed": seed,
-        **config_lib.to_dict(experiment.finetune),
-    }
-    config = config_lib.build_config(finetune_run.default_config, overrides=overrides)
-    if _finished(workdir, "metrics.json", config_lib.to_dict(config)):
-        with open(os.path.join(workdir, "metrics.json")) as f:
-            return json.load(f)
-    return finetune_run.run(config, workdir)
+def _finetune_finished(cell: FinetuneCell) -> bool:
+    return _finished(cell.workdir, "metrics.json", config_lib.to_dict(cell.config))
 
 
-def check_experiment(experiment: ml_collections.ConfigDict) -> None:
-    """Validate every run's config, the dataset and every label budget before
-    the first run starts, so a bad grid fails before it writes anything."""
-    for name, (method, preset) in experiment.strategies.items():
-        if preset != "scratch":
-            pretrain_config = config_lib.build_config(
-                lambda method=method: pretrain_run.default_config(method),
-                overrides={
-                    "dataset": experiment.dataset,
-                    **config_lib.to_dict(experiment.pretrain),
-                },
+def read_seconds(workdir: str) -> float | None:
+    """Return the wall time of the finished run in `workdir`, if recorded."""
+    path = os.path.join(workdir, TIMING_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("seconds")
+
+
+def _timed(workdir: str, body):
+    """Run `body()` and store its wall time in `workdir`/timing.json.
+
+    A session that ends in an exception (an interrupt, an error) stores its
+    time as `partial_seconds`, which the session that finishes the run adds.
+    NOTE: a session killed outright (SIGKILL) stores nothing, so its time is
+    missing from the total.
+    """
+    path = os.path.join(workdir, TIMING_FILE)
+    earlier = 0.0
+    if os.path.isfile(path):
+        with open(path) as f:
+            earlier = json.load(f).get("partial_seconds", 0.0)
+    start = time.perf_counter()
+    try:
+        result = body()
+    except BaseException:
+        if os.path.isdir(workdir):
+            elapsed = earlier + time.perf_counter() - start
+            write_json(path, {"seconds": None, "partial_seconds": elapsed})
+        raise
+    write_json(path, {"seconds": earlier + time.perf_counter() - start})
+    return result
+
+
+class GridRunner:
+    """Runs cells, pretraining each export once and caching probe results."""
+
+    def __init__(self, experiment: ml_collections.ConfigDict):
+        self.experiment = experiment
+        self.pretrained = set()  # run directories checked or trained here
+        self.probes = {}  # (encoder, budget, seed) -> probe accuracies
+
+    def pretrain(self, run: PretrainRun) -> None:
+        if run.workdir in self.pretrained:
+            return
+        if _pretrain_finished(run):
+            logger.info("reusing the pretraining run in %s", run.workdir)
+        else:
+            _timed(
+                run.workdir,
+                lambda: pretrain_run.run(run.method, run.config, run.workdir),
             )
-            pretrain_run.check_common(pretrain_config)
-            get_method(method).check_config(pretrain_config)
-        config = config_lib.build_config(
-            finetune_run.default_config,
-            overrides={
-                "encoder": "-",
-                "preset": preset,
-                **config_lib.to_dict(experiment.finetune),
-            },
+        self.pretrained.add(run.workdir)
+
+    def run_cell(self, cell) -> list[dict]:
+        if isinstance(cell, BaselineCell):
+            return self._run_baselines(cell)
+        return [self._run_finetune(cell)]
+
+    def _run_finetune(self, cell: FinetuneCell) -> dict:
+        self.pretrain(cell.pretrain)
+        reused = _finetune_finished(cell)
+        if reused:
+            logger.info("reusing the fine-tuning run in %s", cell.workdir)
+            with open(os.path.join(cell.workdir, "metrics.json")) as f:
+                metrics = json.load(f)
+        else:
+            metrics = _timed(
+                cell.workdir, lambda: finetune_run.run(cell.config, cell.workdir)
+            )
+        row = self._finetune_row(cell, metrics)
+        if cell.strategy.pretrained:
+            row.update(self._probe(cell, reused))
+        logger.info(
+            "%s on %s, %s labels, seed %d: test accuracy %.4f",
+            cell.strategy.name,
+            cell.dataset,
+            cell.budget,
+            cell.seed,
+            metrics["test_accuracy"],
         )
-        finetune_run.check_config(config)
-        if preset == "scratch" and method:
-            raise ConfigError(f"strategy {name!r}: scratch takes no pretraining method")
-    if not any(preset != "scratch" for _, preset in experiment.strategies.values()):
-        raise ConfigError("an experiment needs at least one pretrained strategy")
+        return row
 
-    dataset = load_dataset(experiment.dataset)
-    for budget in experiment.budgets:
-        for seed in experiment.seeds:
-            label_split(
-                dataset.train_y, parse_budget(budget), dataset.num_classes, seed
+    def _finetune_row(self, cell: FinetuneCell, metrics: dict) -> dict:
+        strategy = cell.strategy
+        return {
+            "dataset": cell.dataset,
+            "method": strategy.name,
+            "pretrain_method": strategy.method,
+            "preset": strategy.preset,
+            "labels": metrics["labels"],
+            "label_budget": cell.budget,
+            "seed": cell.seed,
+            "test_accuracy": metrics["test_accuracy"],
+            "val_accuracy": metrics["val_accuracy"],
+            "probe_linear": None,
+            "probe_knn": None,
+            "lr_multiplier": metrics["lr_multiplier"],
+            "pretrain_seconds": (
+                read_seconds(cell.pretrain.workdir) if strategy.pretrained else None
+            ),
+            "finetune_seconds": read_seconds(cell.workdir),
+            "scaling": cell.pretrain.config.scaling,
+            "label_subset": os.path.join(cell.workdir, "labels.json"),
+            "pretrain_run": cell.pretrain.workdir,
+            "architecture": strategy.architecture,
+        }
+
+    def _probe(self, cell: FinetuneCell, reused: bool) -> dict:
+        """Probe the frozen export on the cell's labelled subset (labels.json)."""
+        encoder = cell.pretrain.encoder
+        path = os.path.join(cell.workdir, PROBE_FILE)
+        if reused and os.path.isfile(path):
+            with open(path) as f:
+                saved = json.load(f)
+            if saved.get("encoder") == encoder:
+                return {key: saved[key] for key in ("probe_linear", "probe_knn")}
+
+        key = (encoder, cell.budget, cell.seed)
+        if key not in self.probes:
+            with open(os.path.join(cell.workdir, "labels.json")) as f:
+                split = LabelSplit.from_dict(json.load(f))
+            self.probes[key] = probes.probe_accuracies(
+                encoder,
+                cell.dataset,
+                split,
+                split_seed=cell.config.split_seed,
+                data_dir=cell.config.data_dir,
             )
+        write_json(path, {"encoder": encoder, **self.probes[key]})
+        return dict(self.probes[key])
+
+    def _run_baselines(self, cell: BaselineCell) -> list[dict]:
+        """Fit the cell's baselines, or reuse the rows stored for its config."""
+        path = os.path.join(cell.workdir, "results.json")
+        config = {
+            "dataset": cell.dataset,
+            "seed": cell.seed,
+            "names": list(cell.names),
+            "budgets": list(cell.budgets),
+            "split_seed": cell.split_seed,
+            "data_dir": cell.data_dir,
+        }
+        if os.path.isfile(path):
+            with open(path) as f:
+                saved = json.load(f)
+            if saved["config"] == config:
+                logger.info("reusing the baseline results in %s", path)
+                return saved["rows"]
+
+        rows = baselines.baseline_rows(
+            self.experiment,
+            cell.seed,
+            dataset=cell.dataset,
+            names=cell.names,
+            split_seed=cell.split_seed,
+            data_dir=cell.data_dir,
+        )
+        for row in rows:
+            split = row.pop("split")
+            budget_dir = os.path.join(cell.workdir, str(row["label_budget"]))
+            os.makedirs(budget_dir, exist_ok=True)
+            row["label_subset"] = os.path.join(budget_dir, "labels.json")
+            write_json(row["label_subset"], split.to_dict())
+        write_json(path, {"config": config, "rows": rows})
+        return rows
 
 
-def run_grid(experiment: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-    """Pretrain once per (method, seed), fine-tune per (strategy, budget, seed)."""
+def _check_reusable(cells: list) -> None:
+    """Raise for any finished run of another config before the first run starts."""
+    for cell in cells:
+        if isinstance(cell, FinetuneCell):
+            _pretrain_finished(cell.pretrain)
+            _finetune_finished(cell)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, enabled: bool):
+    """Show a tqdm bar over cells on stderr, only when stderr is a terminal."""
+    enabled = enabled and sys.stderr.isatty()
+    bar = tqdm.tqdm(
+        total=total, unit="cell", desc="grid", file=sys.stderr, disable=not enabled
+    )
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.closing(bar))
+        if enabled:
+            # Log lines go through tqdm.write, so they do not break the bar.
+            stack.enter_context(logging_redirect_tqdm())
+        yield bar
+
+
+def run_grid(
+    experiment: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = False,
+    name: str = "",
+) -> list[dict]:
+    """Run the cells of `shard` (index, count) and write results.csv.
+
+    Pretrains once per (pretraining config, dataset, seed) and fine-tunes
+    per (dataset, strategy, budget, seed). Returns the rows of results.csv.
+    """
     workdir = check_workdir(workdir)
-    check_experiment(experiment)
+    plan = build_plan(experiment, workdir)
+    cells = shard_cells(plan, shard)
+    _check_reusable(cells)
+
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), config_lib.to_dict(experiment))
+    write_json(
+        os.path.join(workdir, GRID_FILE),
+        {"experiment": name, "shard": list(shard), "cells": len(cells)},
+    )
     write_json(os.path.join(workdir, "provenance.json"), provenance())
+
+    runner = GridRunner(experiment)
     rows = []
-    for seed in experiment.seeds:
-        exports = {}
-        for name, (method, preset) in experiment.strategies.items():
-            if preset != "scratch":
-                run_dir = os.path.join(workdir, "pretrain", method, f"seed{seed}")
-                exports[name] = _pretrain(method, experiment, seed, run_dir)
-        architecture = next(iter(exports.values()))
-        for name, (_, preset) in experiment.strategies.items():
-            encoder = exports.get(name, architecture)
-            for budget in experiment.budgets:
-                run_dir = os.path.join(
-                    workdir, "finetune", name, str(budget), f"seed{seed}"
-                )
-                metrics = _finetune(encoder, preset, budget, experiment, seed, run_dir)
-                row = {key: metrics.get(key) for key in COLUMNS}
-                row["method"] = name
-                rows.append(row)
-                logger.info(
-                    "%s, %s labels, seed %d: test accuracy %.4f",
-                    name,
-                    budget,
-                    seed,
-                    metrics["test_accuracy"],
-                )
-        if experiment.baselines:
-            rows += baseline_rows(experiment, seed)
+    with _progress_bar(len(cells), progress) as bar:
+        for cell in cells:
+            rows += [normalise_row(row) for row in runner.run_cell(cell)]
+            bar.update(1)
     write_csv(os.path.join(workdir, "results.csv"), rows)
     return rows
-
-
-def write_csv(path: str, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())

@@ -1,114 +1,224 @@
-"""Tables and plots of an experiment's results."""
+"""Tables and plots of an experiment's results: one section per dataset."""
 
 import os
-from collections import defaultdict
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display needed; must run before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from experiments.stats import (  # noqa: E402
+    accuracy_by_seed,
+    budget_sort_key,
+    differences_from,
+    paired_difference,
+    summary_stats,
+)
 from pretrain.workdir import write_text  # noqa: E402
 
-
-def _budget_key(budget: str) -> float:
-    return float("inf") if budget == "all" else float(budget)
-
-
-def summarize(rows: list[dict]) -> dict[tuple[str, str], dict]:
-    """Mean, standard deviation (ddof=1) and count of test accuracy per
-    (method, label budget)."""
-    groups = defaultdict(list)
-    labels = defaultdict(list)
-    for row in rows:
-        key = (row["method"], str(row["label_budget"]))
-        groups[key].append(float(row["test_accuracy"]))
-        labels[key].append(int(row["labels"]))
-    summary = {}
-    for key, values in groups.items():
-        values = np.asarray(values)
-        summary[key] = {
-            "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "runs": len(values),
-            "labels": int(np.mean(labels[key])),
-        }
-    return summary
+INTRO = (
+    "Test accuracy, mean ± standard deviation over seeds, with the half-width "
+    "of the 95% t interval in brackets; the best mean per budget is in bold. "
+    "Fine-tuned strategies also use a labelled validation set of "
+    "max(labels / 5, classes) examples for early stopping and the "
+    "learning-rate search. The sklearn baselines use the training labels only."
+)
+PROBES = (("probe_linear", "logistic regression"), ("probe_knn", "k-NN"))
 
 
-def markdown_table(rows: list[dict], title: str, notes: str = "") -> str:
-    summary = summarize(rows)
-    methods = list(dict.fromkeys(row["method"] for row in rows))
-    budgets = sorted({str(row["label_budget"]) for row in rows}, key=_budget_key)
-    header = "| method | " + " | ".join(
-        f"{b} labels" if b != "all" else "all labels" for b in budgets
+def _datasets(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(str(row.get("dataset", "")) for row in rows))
+
+
+def _methods(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(row["method"] for row in rows))
+
+
+def _budgets(rows: list[dict]) -> list[str]:
+    return sorted({str(row["label_budget"]) for row in rows}, key=budget_sort_key)
+
+
+def _of_dataset(rows: list[dict], dataset: str) -> list[dict]:
+    return [row for row in rows if str(row.get("dataset", "")) == dataset]
+
+
+def _header(first: list[str], budgets: list[str]) -> list[str]:
+    columns = first + [f"{budget} labels" for budget in budgets]
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+
+
+def _interval(half_width: float | None) -> str:
+    return "" if half_width is None else f" [±{half_width:.4f}]"
+
+
+def _accuracy_cell(stats: dict | None, best: bool) -> str:
+    if stats is None:
+        return ""
+    text = (
+        f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+        f"{_interval(stats['ci95'])} (n={stats['runs']})"
     )
-    lines = [
-        f"# {title}",
-        "",
-        "Test accuracy, mean ± standard deviation over seeds. Fine-tuned "
-        "strategies also use a labelled validation set of max(labels / 5, "
-        "classes) examples for early stopping and the learning-rate search; "
-        "the sklearn baselines use the training labels only.",
-        "",
-    ]
-    lines += [header + " |", "|---" * (len(budgets) + 1) + "|"]
-    for method in methods:
+    return f"**{text}**" if best else text
+
+
+def accuracy_table(rows: list[dict], dataset: str) -> list[str]:
+    """Markdown lines: test accuracy per method and budget on `dataset`."""
+    summary = summary_stats(rows)
+    budgets = _budgets(rows)
+    best = {}
+    for budget in budgets:
+        means = [
+            s["mean"] for (d, _, b), s in summary.items() if (d, b) == (dataset, budget)
+        ]
+        if means:
+            best[budget] = max(means)
+    lines = _header(["method"], budgets)
+    for method in _methods(rows):
         cells = []
         for budget in budgets:
-            stats = summary.get((method, budget))
-            cells.append(
-                ""
-                if stats is None
-                else f"{stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['runs']})"
-            )
+            stats = summary.get((dataset, method, budget))
+            top = stats is not None and stats["mean"] == best.get(budget)
+            cells.append(_accuracy_cell(stats, top))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    if "all" in budgets:
-        some = next(s for (m, b), s in summary.items() if b == "all")
+    return lines
+
+
+def difference_table(
+    rows: list[dict], dataset: str, reference: str = "scratch"
+) -> list[str]:
+    """Markdown lines: paired difference from `reference`; empty without it."""
+    differences = differences_from(rows, reference)
+    if not differences:
+        return []
+    budgets = _budgets(rows)
+    lines = _header(["method"], budgets)
+    for method in _methods(rows):
+        if method == reference:
+            continue
+        cells = []
+        for budget in budgets:
+            difference = differences.get((dataset, method, budget))
+            cells.append("" if difference is None else _difference_cell(difference))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _difference_cell(difference: dict) -> str:
+    p_value = "" if difference["p"] is None else f", p = {difference['p']:.3f}"
+    return (
+        f"{difference['mean']:+.4f}{_interval(difference['ci95'])}{p_value} "
+        f"(n={difference['seeds']})"
+    )
+
+
+def probe_table(rows: list[dict], dataset: str) -> list[str]:
+    """Markdown lines: frozen-feature probe accuracy; empty without probes."""
+    budgets = _budgets(rows)
+    lines = []
+    for column, label in PROBES:
+        summary = summary_stats(rows, column)
+        for method in _methods(rows):
+            cells = [summary.get((dataset, method, budget)) for budget in budgets]
+            if any(cells):
+                formatted = [_accuracy_cell(stats, False) for stats in cells]
+                lines.append(f"| {method} | {label} | " + " | ".join(formatted) + " |")
+    if not lines:
+        return []
+    return _header(["method", "probe"], budgets) + lines
+
+
+def dataset_section(rows: list[dict], dataset: str, heading: bool) -> list[str]:
+    """Markdown lines of every table for one dataset."""
+    rows = _of_dataset(rows, dataset)
+    lines = [f"## {dataset}", ""] if heading else []
+    lines += accuracy_table(rows, dataset)
+    differences = difference_table(rows, dataset)
+    if differences:
+        lines += [
+            "",
+            "Paired difference from scratch in test accuracy "
+            "(seeds present in both), 95% t interval and paired t-test p:",
+            "",
+        ]
+        lines += differences
+    probes = probe_table(rows, dataset)
+    if probes:
+        lines += [
+            "",
+            "Frozen-feature probes of each pretrained encoder on the "
+            "same label subsets (test accuracy):",
+            "",
+        ]
+        lines += probes
+    if "all" in _budgets(rows):
+        some = next(s for (_, _, b), s in summary_stats(rows).items() if b == "all")
         lines += [
             "",
             f"`all` means {some['labels']} training labels; the rest of the "
             "pool is the validation set.",
         ]
+    note = comparison_note(rows)
+    if note:
+        lines += ["", note]
+    return lines
+
+
+def report_title(name: str, datasets: list[str]) -> str:
+    return f"experiment {name or 'grid'} on {', '.join(datasets)}"
+
+
+def markdown_table(rows: list[dict], title: str, notes: str = "") -> str:
+    """Return results.md: an intro, then one section per dataset."""
+    datasets = _datasets(rows)
+    lines = [f"# {title}", "", INTRO, ""]
+    for dataset in datasets:
+        lines += dataset_section(
+            rows, dataset, heading=len(datasets) > 1 or bool(dataset)
+        )
+        lines.append("")
     if notes:
-        lines += ["", notes]
-    return "\n".join(lines) + "\n"
+        lines += [notes, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def comparison_note(rows: list[dict], budget: str = "100") -> str:
     """Compare the best pretrained strategy with scratch, paired by seed.
 
-    The verdict uses a two-sided paired t-test over seeds at the 5% level,
-    so a difference smaller than the seed-to-seed spread is reported as such.
+    Uses the rows of the first dataset in `rows`. The verdict uses a
+    two-sided paired t-test over seeds at the 5% level, so a difference
+    smaller than the seed-to-seed spread is reported as such.
     """
-    scratch = _by_seed(rows, "scratch", budget)
-    candidates = {
+    datasets = _datasets(rows)
+    if not datasets:
+        return ""
+    dataset = datasets[0]
+    scratch = accuracy_by_seed(rows, (dataset, "scratch", budget))
+    candidates = [
         method
-        for method in {r["method"] for r in rows}
+        for method in _methods(rows)
         if method != "scratch" and _is_finetuned(rows, method)
-    }
-    paired = {m: _by_seed(rows, m, budget) for m in candidates}
+    ]
+    paired = {m: accuracy_by_seed(rows, (dataset, m, budget)) for m in candidates}
     paired = {m: seeds for m, seeds in paired.items() if set(seeds) & set(scratch)}
     if not scratch or not paired:
         return ""
 
     best = max(paired, key=lambda m: np.mean(list(paired[m].values())))
     seeds = sorted(set(paired[best]) & set(scratch))
-    ours = np.array([paired[best][s] for s in seeds])
-    theirs = np.array([scratch[s] for s in seeds])
-    difference = ours - theirs
+    ours = np.mean([paired[best][s] for s in seeds])
+    theirs = np.mean([scratch[s] for s in seeds])
+    difference = paired_difference(paired[best], scratch)
     text = (
         f"At {budget} labels the best pretrained strategy, {best}, scores "
-        f"{ours.mean():.4f} against scratch's {theirs.mean():.4f} on the same "
-        f"{len(seeds)} seeds. The paired difference is {difference.mean():+.4f}"
+        f"{ours:.4f} against scratch's {theirs:.4f} on the same "
+        f"{len(seeds)} seeds. The paired difference is {difference['mean']:+.4f}"
     )
-    if len(seeds) < 2 or np.all(difference == difference[0]):
+    p_value = difference["p"]
+    if p_value is None:
         return text + "."
-    p_value = float(stats.ttest_rel(ours, theirs).pvalue)
     if p_value < 0.05:
-        verdict = "higher" if difference.mean() > 0 else "lower"
+        verdict = "higher" if difference["mean"] > 0 else "lower"
         return text + f", {verdict} than scratch (paired t-test p = {p_value:.3f})."
     return text + (
         f", within the seed-to-seed spread (paired t-test p = {p_value:.3f}), so "
@@ -116,37 +226,35 @@ def comparison_note(rows: list[dict], budget: str = "100") -> str:
     )
 
 
-def _by_seed(rows: list[dict], method: str, budget: str) -> dict[int, float]:
-    return {
-        int(r["seed"]): float(r["test_accuracy"])
-        for r in rows
-        if r["method"] == method and str(r["label_budget"]) == budget
-    }
-
-
 def _is_finetuned(rows: list[dict], method: str) -> bool:
     return any(r["method"] == method and r["preset"] != "baseline" for r in rows)
 
 
 def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
-    """Test accuracy against the number of labels, one line per method."""
-    summary = summarize(rows)
-    methods = list(dict.fromkeys(row["method"] for row in rows))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in methods:
-        points = sorted(
-            (stats["labels"], stats["mean"], stats["std"])
-            for (m, _), stats in summary.items()
-            if m == method
-        )
-        x, mean, std = (np.asarray(v) for v in zip(*points, strict=True))
-        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=method)
-    ax.set_xscale("log")
-    ax.set_xlabel("training labels")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    """Plot test accuracy against labels (log x), one panel per dataset.
+
+    Error bars are the 95% t interval over seeds (none for a single seed).
+    """
+    summary = summary_stats(rows)
+    datasets = _datasets(rows)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False
+    )
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for method in _methods(_of_dataset(rows, dataset)):
+            points = sorted(
+                (stats["labels"], stats["mean"], stats["ci95"] or 0.0)
+                for (d, m, _), stats in summary.items()
+                if (d, m) == (dataset, method)
+            )
+            x, mean, error = (np.asarray(v) for v in zip(*points, strict=True))
+            ax.errorbar(x, mean, yerr=error, marker="o", capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("training labels")
+        ax.set_ylabel("test accuracy (mean, 95% t interval over seeds)")
+        ax.set_title(f"{title}: {dataset}" if dataset else title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -154,8 +262,9 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
 
 
 def write_report(rows: list[dict], workdir: str, title: str, notes: str = "") -> str:
-    notes = "\n\n".join(part for part in (comparison_note(rows), notes) if part)
+    """Write results.md and accuracy_vs_labels.png to `workdir`; return the table."""
     table = markdown_table(rows, title, notes)
     write_text(os.path.join(workdir, "results.md"), table)
-    plot_accuracy(rows, os.path.join(workdir, "accuracy_vs_labels.png"), title)
+    if rows:
+        plot_accuracy(rows, os.path.join(workdir, "accuracy_vs_labels.png"), title)
     return table

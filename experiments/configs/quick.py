@@ -37,6 +37,6 @@ def get_config() -> ml_collections.ConfigDict:
         {"hidden": (512, 256), "activation": "relu", "epochs": 50, "batch_size": 64}
     )
     config.finetune = ml_collections.ConfigDict({"lr_search": (0.5, 1.0, 2.0)})
-    # Logistic regression and an sklearn MLP on pixels, on the same label sets.
+    # Every baseline in experiments.baselines.BASELINES, on the same label sets.
     config.baselines = True
     return config

@@ -1,0 +1,95 @@
+"""Combine the results.csv files of grid shards into one result directory."""
+
+import json
+import logging
+import os
+
+from experiments.report import report_title, write_report
+from experiments.results import read_csv, row_key, write_csv
+from pretrain.config import ConfigError
+from pretrain.workdir import check_workdir, write_json
+
+logger = logging.getLogger(__name__)
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"{path!r} not found: pass the --workdir of a finished grid shard"
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+def _check_same_config(shard_dirs: list[str], configs: list[dict]) -> None:
+    first = configs[0]
+    for shard_dir, config in zip(shard_dirs[1:], configs[1:], strict=True):
+        if config != first:
+            changed = sorted(
+                key
+                for key in set(first) | set(config)
+                if first.get(key) != config.get(key)
+            )
+            raise ConfigError(
+                f"shard {shard_dir!r} ran another experiment config than "
+                f"{shard_dirs[0]!r} (keys {changed} differ); merge only shards "
+                "of one grid"
+            )
+
+
+def _check_shards(shard_dirs: list[str], grids: list[dict]) -> None:
+    counts = {tuple(grid["shard"])[1] for grid in grids}
+    indices = sorted(tuple(grid["shard"])[0] for grid in grids)
+    if len(counts) != 1:
+        raise ConfigError(
+            f"the shards {shard_dirs} split the grid into different numbers of "
+            f"shards {sorted(counts)}; merge shards of one --shard I/N split"
+        )
+    count = counts.pop()
+    if indices != list(range(count)):
+        # Merging a subset is allowed, for a look at partial results.
+        logger.warning(
+            "merging shards %s of %d; the merged results are incomplete",
+            indices,
+            count,
+        )
+
+
+def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
+    """Merge shard results into `out_dir` (results.csv, results.md, plot).
+
+    Raises ConfigError when the shards ran different experiment configs or
+    when two shards contain a row for the same (dataset, method, budget,
+    seed).
+    """
+    if not shard_dirs:
+        raise ConfigError("merge needs at least one shard directory")
+    out_dir = check_workdir(out_dir)
+    configs = [_read_json(os.path.join(d, "config.json")) for d in shard_dirs]
+    grids = [_read_json(os.path.join(d, "grid.json")) for d in shard_dirs]
+    _check_same_config(shard_dirs, configs)
+    _check_shards(shard_dirs, grids)
+
+    rows, origin = [], {}
+    for shard_dir in shard_dirs:
+        for row in read_csv(os.path.join(shard_dir, "results.csv")):
+            key = row_key(row)
+            if key in origin:
+                raise ConfigError(
+                    f"duplicate result for (dataset, method, label_budget, seed) "
+                    f"= {key}: in {origin[key]!r} and {shard_dir!r}; pass each "
+                    "shard once"
+                )
+            origin[key] = shard_dir
+            rows.append(row)
+
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "config.json"), configs[0])
+    write_json(
+        os.path.join(out_dir, "merged.json"),
+        {"shards": [os.path.abspath(d) for d in shard_dirs]},
+    )
+    write_csv(os.path.join(out_dir, "results.csv"), rows)
+    datasets = list(dict.fromkeys(row["dataset"] for row in rows))
+    write_report(rows, out_dir, report_title(grids[0].get("experiment"), datasets))
+    return rows

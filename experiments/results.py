@@ -1,0 +1,103 @@
+"""The results.csv format of an experiment grid: columns, writing and reading.
+
+One row per fine-tune cell or baseline fit. `method` is the strategy (or
+baseline) name and `pretrain_method` the pretraining method behind it (empty
+for scratch and baselines). `probe_linear` and `probe_knn` are the test
+accuracies of frozen-feature probes (empty for scratch and baselines). The
+`*_seconds` columns are wall times of the original runs, and
+`pretrain_seconds` is empty for scratch. `label_subset` is the absolute path
+of the labels.json that contains the cell's train_idx and val_idx.
+"""
+
+import csv
+import io
+import os
+
+from pretrain.config import ConfigError
+from pretrain.workdir import write_text
+
+COLUMNS = (
+    "dataset",
+    "method",
+    "pretrain_method",
+    "preset",
+    "labels",
+    "label_budget",
+    "seed",
+    "test_accuracy",
+    "val_accuracy",
+    "probe_linear",
+    "probe_knn",
+    "lr_multiplier",
+    "pretrain_seconds",
+    "finetune_seconds",
+    "scaling",
+    "label_subset",
+    "pretrain_run",
+    "architecture",
+)
+INT_COLUMNS = ("labels", "seed")
+FLOAT_COLUMNS = (
+    "test_accuracy",
+    "val_accuracy",
+    "probe_linear",
+    "probe_knn",
+    "lr_multiplier",
+    "pretrain_seconds",
+    "finetune_seconds",
+)
+# A row is one (dataset, method, label budget, seed); merged shards must not
+# repeat one.
+ROW_KEY = ("dataset", "method", "label_budget", "seed")
+
+
+def row_key(row: dict) -> tuple:
+    return tuple(str(row[column]) for column in ROW_KEY)
+
+
+def normalise_row(row: dict) -> dict:
+    """Return `row` with exactly `COLUMNS`, as `read_csv` would give it back.
+
+    A missing number is None and a missing text value "".
+    """
+    numeric = INT_COLUMNS + FLOAT_COLUMNS
+    normalised = {}
+    for column in COLUMNS:
+        value = row.get(column)
+        normalised[column] = "" if value is None and column not in numeric else value
+    return normalised
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    """Write `rows` atomically with the `COLUMNS` header; None becomes empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def read_csv(path: str) -> list[dict]:
+    """Read a results.csv back into rows with ints, floats and None."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"results file {path!r} not found; run the grid first")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = sorted(set(ROW_KEY) - set(reader.fieldnames or ()))
+        if missing:
+            raise ConfigError(
+                f"{path!r} is not an experiment results.csv: columns {missing} "
+                "are missing"
+            )
+        return [_parse_row(row) for row in reader]
+
+
+def _parse_row(row: dict) -> dict:
+    parsed = dict(row)
+    for column in INT_COLUMNS:
+        if column in row:
+            parsed[column] = int(row[column])
+    for column in FLOAT_COLUMNS:
+        if column in row:
+            parsed[column] = float(row[column]) if row[column] != "" else None
+    return parsed
