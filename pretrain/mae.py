@@ -187,6 +187,7 @@ def mae_spec(config: ml_collections.ConfigDict, input_shape: tuple[int, ...]) ->
         mlp_ratio=config.mlp_ratio,
         dropout=config.dropout,
         pooling=config.pooling,
+        dtype=config.dtype,
     )
 
 

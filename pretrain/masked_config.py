@@ -5,7 +5,7 @@ from typing import Any
 import ml_collections
 
 from pretrain import config as config_lib
-from pretrain.transformer import POOLINGS
+from pretrain.transformer import DTYPES, POOLINGS
 
 check = config_lib.check
 
@@ -26,6 +26,8 @@ def transformer_config(config: ml_collections.ConfigDict) -> None:
     config.mlp_ratio = 4.0  # MLP hidden width / width
     config.dropout = 0.0  # on each residual branch, pretraining only
     config.pooling = "mean"  # exported features: mean of the tokens, or cls
+    # Compute dtype of the encoder; params and the pooled output stay float32.
+    config.dtype = "float32"  # or bfloat16
 
 
 def mae_config(**changes: Any) -> ml_collections.ConfigDict:
@@ -125,6 +127,12 @@ def check_encoder(config: ml_collections.ConfigDict) -> None:
         "pooling",
         config.pooling,
         f"use one of {POOLINGS}",
+    )
+    check(
+        config.dtype in DTYPES,
+        "dtype",
+        config.dtype,
+        f"use one of {DTYPES}",
     )
 
 

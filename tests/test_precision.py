@@ -98,3 +98,25 @@ def test_export_keeps_dtype(make_spec, tmp_path):
     assert hidden_activations(loaded.module, x).dtype == jnp.bfloat16
     assert param_dtypes(loaded.module) == {jnp.dtype(jnp.float32)}
     np.testing.assert_array_equal(np.asarray(loaded.module(x)), np.asarray(encoder(x)))
+
+
+def test_mae_config_dtype_reaches_spec():
+    from pretrain.mae import mae_spec
+    from pretrain.run import default_config
+
+    config = default_config("mae")
+    config.dtype = "bfloat16"
+
+    assert mae_spec(config, (8, 8, 1))["dtype"] == "bfloat16"
+
+
+def test_mae_config_rejects_float16():
+    from pretrain.config import ConfigError
+    from pretrain.methods import get_method
+    from pretrain.run import default_config
+
+    config = default_config("mae")
+    config.dtype = "float16"
+
+    with pytest.raises(ConfigError, match="dtype"):
+        get_method("mae").check_config(config)
