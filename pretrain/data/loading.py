@@ -14,12 +14,26 @@ from sklearn.model_selection import train_test_split
 
 from pretrain.data import builders
 
-EMBEDDED_DATASETS = ("digits", "mnist5k", "mnist1d")
+EMBEDDED_DATASETS = (
+    "digits",
+    "mnist5k",
+    "mnist1d",
+    "mnist5k_source",
+    "mnist5k_target",
+    "mnist5k_rotated",
+    "mnist5k_noise",
+    "mnist5k_8x8",
+)
 
 _EMBEDDED_BUILDERS = {
     "digits": builders.Digits,
     "mnist5k": builders.Mnist5k,
     "mnist1d": builders.Mnist1d,
+    "mnist5k_source": builders.Mnist5kSource,
+    "mnist5k_target": builders.Mnist5kTarget,
+    "mnist5k_rotated": builders.Mnist5kRotated,
+    "mnist5k_noise": builders.Mnist5kNoise,
+    "mnist5k_8x8": builders.Mnist5k8x8,
 }
 
 # Records fetched per `__getitems__` call when reading a split.
