@@ -12,11 +12,13 @@ once.
 Masked prediction (Xie et al. 2022, "SimMIM: A Simple Framework for Masked
 Image Modeling") replaces a random subset of input patches by a learned mask
 token and trains the encoder with a 1x1-convolution decoder to predict the
-pixels of the masked patches.
+pixels of the masked patches. The patch size must divide every spatial side
+of the input, and the run writes masks.png with inputs, masks and predictions.
 """
 
 import logging
 import math
+import os
 from typing import Any
 
 import jax
@@ -36,6 +38,7 @@ from pretrain.autoencoder import (
 )
 from pretrain.conv import ConvEncoder, ConvStage, conv_spec
 from pretrain.encoders import activation_fn
+from pretrain.mask_pictures import save_masks
 from pretrain.methods import Method, PretrainContext, TrainedEncoder, register
 from pretrain.train import PhaseTrainer, fit, predict, weighted_mean
 
@@ -442,26 +445,42 @@ def choose_patch_size(config, positions: tuple[int, ...]) -> int:
     return 4
 
 
-def masked_reconstruction(
+def masked_prediction(
     model: MaskedConvModel, x: np.ndarray, patch_size: int, mask_ratio: float
-) -> np.ndarray:
-    """Inputs with their masked patches filled by the prediction, in inference
-    mode and with a fixed mask key, so repeated calls agree."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the masks (bool, shaped like `x`) and predicted pixels of `x`,
+    in inference mode and with a fixed mask key, so repeated calls agree."""
     mask = draw_mask(
         jax.random.key(0), len(x), tuple(x.shape[1:-1]), patch_size, mask_ratio
     )
     prediction = model(jnp.asarray(x), mask, train=False)
-    return np.asarray(jnp.where(mask[..., None], prediction, x))
+    return np.broadcast_to(np.asarray(mask)[..., None], x.shape), np.asarray(prediction)
 
 
-def pretrain_simmim(context: PretrainContext) -> TrainedEncoder:
-    """Train the conv encoder to predict masked patches of its input."""
-    config = context.config
-    positions = context.input_shape[:-1]
+def masked_reconstruction(
+    model: MaskedConvModel, x: np.ndarray, patch_size: int, mask_ratio: float
+) -> np.ndarray:
+    """Return `x` with its masked patches filled by `masked_prediction`."""
+    mask, prediction = masked_prediction(model, x, patch_size, mask_ratio)
+    return np.where(mask, prediction, x)
+
+
+def check_patch_size(config, positions: tuple[int, ...]) -> int:
+    """Return the patch size for inputs of `positions`, raising ConfigError
+    unless it divides every spatial side and leaves some patch unmasked."""
     patch_size = choose_patch_size(config, positions)
+    chosen = "" if config.patch_size else f" (patch_size 0 chose {patch_size})"
+    divisors = [
+        d for d in range(1, max(positions)) if all(n % d == 0 for n in positions)
+    ]
+    config_lib.check(
+        all(n % patch_size == 0 for n in positions),
+        "patch_size",
+        patch_size,
+        f"must divide every side of the inputs' spatial size {list(positions)}"
+        f"{chosen}; use one of {divisors[:6]}",
+    )
     patches = math.prod(patch_grid(positions, patch_size))
-    # This check needs the input shape, which `check_config` does not see;
-    # `pretrain.run` removes the outputs of a fresh run that it rejects.
     config_lib.check(
         masked_patch_count(patches, config.mask_ratio) < patches,
         "patch_size",
@@ -469,6 +488,17 @@ def pretrain_simmim(context: PretrainContext) -> TrainedEncoder:
         f"inputs with {list(positions)} positions hold {patches} patches, and "
         f"mask_ratio {config.mask_ratio} masks them all; use smaller patches",
     )
+    return patch_size
+
+
+def pretrain_simmim(context: PretrainContext) -> TrainedEncoder:
+    """Train the conv encoder to predict masked patches of its input."""
+    config = context.config
+    positions = context.input_shape[:-1]
+    # This check needs the input shape, which `check_config` does not see;
+    # `pretrain.run` removes the outputs of a fresh run that it rejects.
+    patch_size = check_patch_size(config, positions)
+    patches = math.prod(patch_grid(positions, patch_size))
     spec = encoder_spec(context.input_shape, config)
     rngs = nnx.Rngs(context.rng_for("init"))
     encoder = ConvEncoder(context.input_shape, spec["stages"], rngs=rngs)
@@ -491,8 +521,9 @@ def pretrain_simmim(context: PretrainContext) -> TrainedEncoder:
     model = trainer.model()
 
     inputs = context.x[:10]
-    filled = masked_reconstruction(model, inputs, patch_size, config.mask_ratio)
-    pictures = {"reconstructions": (inputs, filled)}
+    masks, prediction = masked_prediction(model, inputs, patch_size, config.mask_ratio)
+    save_masks(inputs, masks, prediction, os.path.join(context.workdir, "masks.png"))
+    pictures = {"reconstructions": (inputs, np.where(masks, prediction, inputs))}
     first_kernel, pictures["filter_shape"] = first_kernel_and_shape(model.encoder)
     return TrainedEncoder(model.encoder, spec, first_kernel, pictures)
 

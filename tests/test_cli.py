@@ -507,6 +507,18 @@ BAD_INPUT = [
         lambda t, e: bad_finetune(t, e, "--config.layer_decay=1.5"),
         "layer_decay",
     ),
+    (
+        "simmim patch size not dividing the image",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.patch_size=3", method="conv_simmim"),
+        "must divide every side of the inputs' spatial size [8, 8]",
+    ),
+    (
+        "image encoder on a text dataset",
+        "finetune",
+        lambda t, e: bad_finetune(t, e, "--dataset", "imdb_reviews"),
+        "but dataset 'imdb_reviews' is a text dataset",
+    ),
 ]
 
 COMMANDS = {

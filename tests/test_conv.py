@@ -24,9 +24,11 @@ from pretrain.conv_autoencoder import (
     ConvDeepAutoencoder,
     MaskedConvModel,
     activity_penalty,
+    check_patch_size,
     depth_to_space,
     draw_mask,
     masked_error,
+    masked_prediction,
     masked_reconstruction,
     pretrain_conv_autoencoder,
     pretrain_simmim,
@@ -494,6 +496,7 @@ def test_simmim_run_exports_encoder(data_dir, tmp_path):
     loaded = load_encoder(export)
     assert loaded.module(jnp.ones((2, 8, 8, 1))).shape == (2, 4)
     assert os.path.isfile(tmp_path / "mim" / "filters.png")
+    assert os.path.isfile(tmp_path / "mim" / "masks.png")
 
 
 @pytest.mark.slow
@@ -539,3 +542,70 @@ def test_conv_ae_then_gradual_cli(data_dir, tmp_path):
         "unfreeze_2",
     ]
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+# SimMIM patch sizes and masks.png
+
+
+def image_context(tmp_path, **overrides):
+    config = config_lib.build_config(
+        lambda: pretrain_defaults("conv_simmim"),
+        overrides={"stages": (4,), "epochs": 1, "batch_size": 16, **overrides},
+    )
+    x = np.asarray(jax.random.uniform(jax.random.key(0), (32, 8, 8, 1)))
+    return PretrainContext(
+        config=config,
+        x=x,
+        unit_range=True,
+        rng=jax.random.key(1),
+        writer=None,
+        workdir=str(tmp_path),
+    )
+
+
+@pytest.mark.parametrize(
+    "positions, patch_size, fragment",
+    [
+        ((8, 8), 3, "[8, 8]"),
+        ((8, 6), 4, "[8, 6]"),
+        ((10,), 4, "[10]"),
+        ((30, 30), 0, "patch_size 0 chose 4"),
+    ],
+)
+def test_patch_size_must_divide(positions, patch_size, fragment):
+    config = config_lib.build_config(
+        lambda: pretrain_defaults("conv_simmim"), overrides={"patch_size": patch_size}
+    )
+    with pytest.raises(config_lib.ConfigError, match="patch_size") as error:
+        check_patch_size(config, positions)
+    assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "positions, patch_size, expected",
+    [((8, 8), 0, 2), ((8, 8), 4, 4), ((28, 28), 0, 4), ((40,), 0, 4), ((8, 6), 2, 2)],
+)
+def test_patch_size_accepted(positions, patch_size, expected):
+    config = config_lib.build_config(
+        lambda: pretrain_defaults("conv_simmim"), overrides={"patch_size": patch_size}
+    )
+    assert check_patch_size(config, positions) == expected
+
+
+def test_simmim_rejects_before_training(tmp_path):
+    context = image_context(tmp_path, patch_size=3)
+    with pytest.raises(config_lib.ConfigError, match="patch_size"):
+        pretrain_simmim(context)
+    assert os.listdir(tmp_path) == []
+
+
+def test_masked_prediction_masks(masked_model):
+    x = np.asarray(jax.random.uniform(jax.random.key(2), (3, 8, 8, 1)))
+    masks, prediction = masked_prediction(masked_model, x, 2, 0.5)
+    assert masks.shape == x.shape
+    assert masks.dtype == bool
+    assert prediction.shape == x.shape
+    assert np.all(masks.reshape(3, -1).sum(-1) == 8 * 4)  # 8 of 16 2x2 patches
+    filled = masked_reconstruction(masked_model, x, 2, 0.5)
+    np.testing.assert_array_equal(filled[~masks], x[~masks])
+    np.testing.assert_array_equal(filled[masks], prediction[masks])
