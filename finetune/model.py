@@ -1,5 +1,6 @@
 """The fine-tuned model: an exported encoder with a task head on top."""
 
+import inspect
 from collections.abc import Sequence
 
 import jax
@@ -32,6 +33,11 @@ class Classifier(nnx.Module):
     `encoder_batch_stats_train` is False for a pretrained encoder: its batch
     norm then runs in inference mode in training steps too, so its running
     statistics never change.
+
+    Encoders whose `__call__` takes an `rng` (the transformer) apply their
+    dropout when called with `train=True` and a key, so a training step with
+    a key gets dropout at the spec's rate. Evaluation passes neither and is
+    deterministic.
     """
 
     def __init__(
@@ -45,9 +51,24 @@ class Classifier(nnx.Module):
         self.head = head
         self.encoder_batch_stats_train = encoder_batch_stats_train
 
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        code = self.encoder(x, train=train and self.encoder_batch_stats_train)
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None
+    ) -> jax.Array:
+        """Return class logits [batch, classes]. `rng` is the dropout key of
+        a training step and is ignored unless `train` is True."""
+        if rng is not None and train and takes_rng(self.encoder):
+            # NOTE: `train` then also switches any batch norm of the encoder
+            # to batch statistics. Of the registered families only the
+            # transformer takes an rng, and it has layer norm only.
+            code = self.encoder(x, train=True, rng=rng)
+        else:
+            code = self.encoder(x, train=train and self.encoder_batch_stats_train)
         return self.head(code)
+
+
+def takes_rng(encoder: nnx.Module) -> bool:
+    """Return whether the encoder's `__call__` takes an `rng` dropout key."""
+    return "rng" in inspect.signature(encoder.__call__).parameters
 
 
 def head_spec(hidden: Sequence[int], num_classes: int) -> dict:

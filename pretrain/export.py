@@ -6,6 +6,9 @@ Layout of an export directory::
                    config, seed and provenance (plain JSON)
     weights/       orbax checkpoint of a flat {"layers.0.linear.kernel": array}
                    dict holding every param and batch statistic
+    code_stats.json  optional: per-feature mean and std of the encoder's
+                   codes on held-out pretraining inputs (see
+                   pretrain.code_stats); loading ignores it
 
 Loading is strict: the JSON keys, the format version and every weight leaf
 (name, shape, dtype) are checked against the spec before anything is

@@ -10,6 +10,7 @@ import numpy as np
 from pretrain import config as config_lib
 from pretrain import pictures
 from pretrain.checkpoint import checkpoint_root
+from pretrain.code_stats import code_statistics, encode, save_code_stats
 from pretrain.config import ConfigError
 from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler, load_dataset
 from pretrain.export import save_encoder, save_safetensors
@@ -154,9 +155,18 @@ def run(
         save_safetensors(
             trained.module, os.path.join(export_dir, "weights.safetensors")
         )
+    _save_code_stats(trained.module, scaler.apply(dataset.test_x), dataset, export_dir)
     _save_pictures(trained, dataset.input_shape, workdir)
     logger.info("wrote the encoder export to %s", export_dir)
     return export_dir
+
+
+def _save_code_stats(module, test_x, dataset, export_dir: str) -> None:
+    # The encoder never trained on the test split's images, and no labels are
+    # read, so the statistics describe unseen pretraining data. `finetune
+    # --preset auto` compares the target data with them.
+    stats = code_statistics(encode(module, test_x))
+    save_code_stats(export_dir, stats, dataset=dataset.name, split="test")
 
 
 def _save_pictures(trained, input_shape, workdir: str) -> None:
