@@ -111,6 +111,7 @@ def bert_spec(config: ml_collections.ConfigDict, tokenizer: ByteTokenizer) -> di
         dropout=config.dropout,
         pooling=config.pooling,
         tokenizer=tokenizer.to_spec(),
+        dtype=config.dtype,
     )
 
 

@@ -36,7 +36,7 @@ from pretrain.autoencoder import (
     reconstruction_error,
     sparsity_penalty,
 )
-from pretrain.conv import ConvEncoder, ConvStage, conv_spec
+from pretrain.conv import DTYPES, ConvEncoder, ConvStage, conv_spec
 from pretrain.encoders import activation_fn
 from pretrain.mask_pictures import save_masks
 from pretrain.methods import Method, PretrainContext, TrainedEncoder, register
@@ -101,10 +101,15 @@ class ConvAutoencoderStage(nnx.Module):
         positions: tuple[int, ...],
         *,
         rngs: nnx.Rngs,
+        dtype: str = "float32",
     ):
         self.positions = tuple(positions)
         self.encoder = ConvStage(
-            in_features, stage, spatial_dims=len(self.positions), rngs=rngs
+            in_features,
+            stage,
+            spatial_dims=len(self.positions),
+            rngs=rngs,
+            dtype=dtype,
         )
         self.decoder = stage_decoder(self.encoder, in_features, rngs=rngs)
 
@@ -205,6 +210,7 @@ def encoder_spec(input_shape: tuple[int, ...], config) -> dict[str, Any]:
         batch_norm=config.batch_norm,
         pool=config.pool,
         pool_size=config.pool_size,
+        dtype=config.dtype,
     )
 
 
@@ -248,7 +254,10 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
     config = context.config
     spec = encoder_spec(context.input_shape, config)
     encoder = ConvEncoder(
-        context.input_shape, spec["stages"], rngs=nnx.Rngs(context.rng_for("init"))
+        context.input_shape,
+        spec["stages"],
+        rngs=nnx.Rngs(context.rng_for("init")),
+        dtype=spec["dtype"],
     )
     inputs, unit_range = context.x, context.unit_range
     pictures = {}
@@ -267,6 +276,7 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
             stage,
             inputs.shape[1:-1],
             rngs=nnx.Rngs(context.rng_for(f"stage{k}/init")),
+            dtype=spec["dtype"],
         )
         trainer = _trainer(
             model,
@@ -296,7 +306,10 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
     spec = encoder_spec(context.input_shape, config)
     rngs = nnx.Rngs(context.rng_for("init"))
     model = ConvDeepAutoencoder(
-        ConvEncoder(context.input_shape, spec["stages"], rngs=rngs), rngs=rngs
+        ConvEncoder(
+            context.input_shape, spec["stages"], rngs=rngs, dtype=spec["dtype"]
+        ),
+        rngs=rngs,
     )
     loss = choose_loss(config, context.unit_range)
     trainer = _trainer(
@@ -501,7 +514,9 @@ def pretrain_simmim(context: PretrainContext) -> TrainedEncoder:
     patches = math.prod(patch_grid(positions, patch_size))
     spec = encoder_spec(context.input_shape, config)
     rngs = nnx.Rngs(context.rng_for("init"))
-    encoder = ConvEncoder(context.input_shape, spec["stages"], rngs=rngs)
+    encoder = ConvEncoder(
+        context.input_shape, spec["stages"], rngs=rngs, dtype=spec["dtype"]
+    )
     model = MaskedConvModel(encoder, spec, rngs=rngs)
     logger.info(
         "masking %d of %d patches of size %d",
@@ -561,6 +576,7 @@ def _check_architecture(config: ml_collections.ConfigDict) -> None:
         config.activation,
         "use sigmoid, relu or tanh",
     )
+    check(config.dtype in DTYPES, "dtype", config.dtype, f"use one of {DTYPES}")
 
 
 def _check_autoencoder(config: ml_collections.ConfigDict) -> None:
@@ -628,6 +644,8 @@ def conv_config(**changes: Any) -> ml_collections.ConfigDict:
     config.pool_size = 2  # pooling window side and stride
     config.batch_norm = False  # batch norm after each convolution
     config.activation = "relu"
+    # Compute dtype of the encoder stages; params and decoders stay float32.
+    config.dtype = "float32"  # or bfloat16
     config.loss = "auto"  # cross_entropy for inputs in [0, 1], else squared_error
     config.noise = "none"  # denoising corruption: none, mask or gaussian
     config.noise_level = 0.0  # masking probability, or Gaussian std

@@ -24,7 +24,7 @@ def transformer_config(config: ml_collections.ConfigDict) -> None:
     config.depth = 4  # Transformer blocks
     config.heads = 4
     config.mlp_ratio = 4.0  # MLP hidden width / width
-    config.dropout = 0.0  # on each residual branch, pretraining only
+    config.dropout = 0.0  # on each residual branch, in training steps
     config.pooling = "mean"  # exported features: mean of the tokens, or cls
     # Compute dtype of the encoder; params and the pooled output stay float32.
     config.dtype = "float32"  # or bfloat16

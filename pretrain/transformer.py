@@ -297,8 +297,8 @@ class TransformerEncoder(nnx.Module):
     ) -> jax.Array:
         """Pooled features [batch, width] of x [batch, *input_shape].
 
-        NOTE: `finetune.model.Classifier` passes no `rng`, so fine-tuning
-        runs without dropout whatever the spec's `dropout` is.
+        Dropout applies only when `train` is true and an `rng` is given, as
+        fine-tuning's training steps do, so evaluation is deterministic.
         """
         valid = None
         mask = None

@@ -120,3 +120,25 @@ def test_mae_config_rejects_float16():
 
     with pytest.raises(ConfigError, match="dtype"):
         get_method("mae").check_config(config)
+
+
+def test_conv_config_dtype_reaches_spec():
+    from pretrain.conv_autoencoder import encoder_spec
+    from pretrain.run import default_config
+
+    config = default_config("conv_ae")
+    config.dtype = "bfloat16"
+
+    assert encoder_spec((8, 8, 1), config)["dtype"] == "bfloat16"
+
+
+def test_conv_config_rejects_float16():
+    from pretrain.config import ConfigError
+    from pretrain.methods import get_method
+    from pretrain.run import default_config
+
+    config = default_config("conv_ae")
+    config.dtype = "float16"
+
+    with pytest.raises(ConfigError, match="dtype"):
+        get_method("conv_ae").check_config(config)
