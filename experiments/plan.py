@@ -11,7 +11,8 @@ their results still merge into the unsharded ones.
 
 Directory layout under the grid's workdir::
 
-    pretrain/DATASET/RUN/seedS         RUN: the method, or METHOD-STRATEGY
+    pretrain/DATASET/RUN/seedS         DATASET: the dataset pretrained on.
+                                       RUN: the method, or METHOD-STRATEGY
                                        when the grid pretrains one method
                                        with several configs
     finetune/DATASET/STRATEGY/BUDGET/seedS
@@ -105,6 +106,7 @@ def build_plan(experiment: ml_collections.ConfigDict, workdir: str) -> Plan:
     names = baselines.baseline_names(experiment.get("baselines", False))
     shared = strategies_lib.shared_finetune_config(experiment)
     _check_budgets(experiment, datasets, shared)
+    _check_pretrain_datasets(strategies, shared)
 
     runs = _pretrain_runs(experiment, strategies, datasets, workdir)
     cells = []
@@ -152,10 +154,39 @@ def _check_budgets(experiment, datasets, shared) -> None:
                 )
 
 
-def _pretrain_runs(experiment, strategies, datasets, workdir) -> dict:
-    """Map (strategy name, dataset, seed) to its PretrainRun.
+def _check_pretrain_datasets(strategies: list[Strategy], shared) -> None:
+    """Check that each `pretrain_dataset` loads and that its inputs have the
+    shape of every dataset its strategy fine-tunes on."""
+    shapes = {}
 
-    Strategies of one method with the same resolved config share a run.
+    def input_shape(name: str) -> tuple[int, ...]:
+        if name not in shapes:
+            dataset = load_dataset(
+                name, split_seed=shared.split_seed, data_dir=shared.data_dir or None
+            )
+            shapes[name] = tuple(dataset.input_shape)
+        return shapes[name]
+
+    for strategy in strategies:
+        if not strategy.pretrain_dataset:
+            continue
+        source = input_shape(strategy.pretrain_dataset)
+        for dataset in strategy.datasets:
+            config_lib.check(
+                input_shape(dataset) == source,
+                f"strategies.{strategy.name}.pretrain_dataset",
+                strategy.pretrain_dataset,
+                f"its inputs have shape {source}, but {dataset!r} has "
+                f"{input_shape(dataset)}. Name a dataset with the input shape of "
+                "every dataset that the strategy fine-tunes on",
+            )
+
+
+def _pretrain_runs(experiment, strategies, datasets, workdir) -> dict:
+    """Map (strategy name, fine-tuning dataset, seed) to its PretrainRun.
+
+    Strategies of one method with the same resolved config, pretraining
+    dataset included, share a run.
     """
     grid_methods = {s.method for s in strategies if s.pretrained}
     shared_split_seed = strategies_lib.shared_finetune_config(experiment).split_seed
@@ -165,7 +196,11 @@ def _pretrain_runs(experiment, strategies, datasets, workdir) -> dict:
             for dataset in strategy.datasets:
                 for seed in experiment.seeds:
                     config = strategies_lib.pretrain_config(
-                        experiment, strategy, grid_methods, dataset, seed
+                        experiment,
+                        strategy,
+                        grid_methods,
+                        strategy.pretrain_dataset_for(dataset),
+                        seed,
                     )
                     config_lib.check(
                         config.split_seed == shared_split_seed,
@@ -181,9 +216,11 @@ def _pretrain_runs(experiment, strategies, datasets, workdir) -> dict:
     for (name, dataset, seed), config in configs.items():
         method = next(s.method for s in strategies if s.name == name)
         run_dir = os.path.join(
-            workdir, "pretrain", dataset, run_names[name], f"seed{seed}"
+            workdir, "pretrain", config.dataset, run_names[name], f"seed{seed}"
         )
-        runs[name, dataset, seed] = PretrainRun(dataset, method, seed, config, run_dir)
+        runs[name, dataset, seed] = PretrainRun(
+            config.dataset, method, seed, config, run_dir
+        )
     return runs
 
 

@@ -7,7 +7,10 @@ are overrides for this strategy only. `datasets` is a subset of the
 experiment's datasets (default: all of them). `architecture` is for scratch
 only: the pretrained strategy whose export gives the architecture (default:
 the first pretrained strategy by name, the order in which ml_collections
-lists the keys).
+lists the keys). `pretrain_dataset` is for pretrained strategies only: the
+dataset to pretrain on, in place of the dataset being fine-tuned on (default:
+that dataset). Its inputs must have the shape of every dataset the strategy
+fine-tunes on.
 
 Config rules, in the order they apply:
 
@@ -38,7 +41,15 @@ from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
 from pretrain.methods import get_method
 
-STRATEGY_KEYS = ("method", "preset", "pretrain", "finetune", "datasets", "architecture")
+STRATEGY_KEYS = (
+    "method",
+    "preset",
+    "pretrain",
+    "finetune",
+    "datasets",
+    "architecture",
+    "pretrain_dataset",
+)
 # Keys whose value the grid sets per run.
 GRID_KEYS = ("dataset", "seed", "encoder", "labels", "preset")
 # Keys that must be equal for every strategy, so that label subsets are paired.
@@ -56,10 +67,15 @@ class Strategy:
     finetune: dict  # this strategy's fine-tune overrides
     datasets: tuple[str, ...]
     architecture: str  # scratch only: the strategy whose export it copies
+    pretrain_dataset: str = ""  # "": the dataset being fine-tuned on
 
     @property
     def pretrained(self) -> bool:
         return self.preset != "scratch"
+
+    def pretrain_dataset_for(self, dataset: str) -> str:
+        """Return the dataset to pretrain on when fine-tuning on `dataset`."""
+        return self.pretrain_dataset or dataset
 
 
 def experiment_datasets(experiment: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -131,6 +147,7 @@ def _parse_one(name: str, value, datasets: tuple[str, ...]) -> Strategy:
         finetune=dict(fields.get("finetune") or {}),
         datasets=tuple(fields.get("datasets") or datasets),
         architecture=fields.get("architecture", ""),
+        pretrain_dataset=fields.get("pretrain_dataset", ""),
     )
     _check_strategy(strategy, datasets)
     return strategy
@@ -158,6 +175,12 @@ def _check_strategy(strategy: Strategy, datasets: tuple[str, ...]) -> None:
             strategy.architecture,
             "only a scratch strategy takes an architecture",
         )
+        config_lib.check(
+            isinstance(strategy.pretrain_dataset, str),
+            f"{key}.pretrain_dataset",
+            strategy.pretrain_dataset,
+            "must be a dataset name",
+        )
     else:
         config_lib.check(
             not strategy.method,
@@ -170,6 +193,12 @@ def _check_strategy(strategy: Strategy, datasets: tuple[str, ...]) -> None:
             f"{key}.pretrain",
             strategy.pretrain,
             "scratch takes no pretrain overrides; set them on its architecture",
+        )
+        config_lib.check(
+            not strategy.pretrain_dataset,
+            f"{key}.pretrain_dataset",
+            strategy.pretrain_dataset,
+            "scratch takes no pretrain_dataset; set it on its architecture",
         )
     unknown = sorted(set(strategy.datasets) - set(datasets))
     config_lib.check(
@@ -233,7 +262,8 @@ def pretrain_config(
     dataset: str,
     seed: int,
 ) -> ml_collections.ConfigDict:
-    """Build and check the pretraining config of `strategy` on `dataset`."""
+    """Build and check the pretraining config of `strategy` on `dataset`, the
+    dataset it pretrains on (`Strategy.pretrain_dataset_for`)."""
     own_keys = set(pretrain_run.default_config(strategy.method))
     other_keys = set()
     for method in grid_methods:
