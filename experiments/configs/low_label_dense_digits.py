@@ -1,0 +1,24 @@
+"""The digits part of `experiments low_label_dense`: all six methods.
+
+Command::
+
+    experiments low_label_dense_digits --workdir runs/low_label_dense_digits
+
+13 strategies (scratch, and each method with `gradual` and `linear_probe`)
+x budgets 20, 50, 100, 500 and all x 5 seeds: 325 fine-tuning runs and 30
+pretraining runs. `experiments.configs.low_label_dense` describes the
+methods.
+
+Estimate: about 44 minutes on 2 CPU cores, an upper bound that assumes
+every stage runs all its epochs. It is the per-epoch and
+per-run times of 2-epoch smoke runs (1 seed, budgets 20 and all, CPUs
+shared with other jobs) times the epochs and runs of the grid.
+"""
+
+import ml_collections
+
+from experiments.configs.low_label_dense import METHODS, dense_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return dense_config(("digits",), METHODS)
