@@ -216,7 +216,11 @@ class GridRunner:
                 read_seconds(cell.pretrain.workdir) if strategy.pretrained else None
             ),
             "finetune_seconds": read_seconds(cell.workdir),
-            "scaling": cell.pretrain.config.scaling,
+            # The target data's scaling: the export's scaler, or refitted.
+            "scaling": metrics.get("scaling"),
+            "pretrain_scaling": cell.pretrain.config.scaling,
+            # What `auto` chose; equal to `preset` for the other presets.
+            "chosen_preset": metrics.get("preset"),
             "label_subset": os.path.join(cell.workdir, "labels.json"),
             "pretrain_run": cell.pretrain.workdir,
             "architecture": strategy.architecture,

@@ -32,6 +32,8 @@ COLUMNS = (
     "pretrain_seconds",
     "finetune_seconds",
     "scaling",
+    "pretrain_scaling",
+    "chosen_preset",
     "label_subset",
     "pretrain_run",
     "architecture",

@@ -340,3 +340,12 @@ def test_plan_dataset_subsets(data_dir, tmp_path):
         ("mnist1d", "scratch"),
     ]
     assert plan.cells[-1].pretrain.dataset == "mnist1d"
+
+
+def test_grid_records_target_scaling(finished):
+    _, rows = finished
+    by_method = {row["method"]: row for row in rows if row["seed"] == 0}
+
+    assert by_method["ae"]["scaling"] == "export"
+    assert by_method["ae"]["pretrain_scaling"] == "minmax"
+    assert by_method["dae_probe"]["chosen_preset"] == "linear_probe"
