@@ -240,6 +240,9 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
     fig, axes = plt.subplots(
         1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False
     )
+    # One colour per method across all panels, so a line is easy to follow.
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {m: cycle[i % len(cycle)] for i, m in enumerate(_methods(rows))}
     for ax, dataset in zip(axes[0], datasets, strict=True):
         for method in _methods(_of_dataset(rows, dataset)):
             points = sorted(
@@ -248,13 +251,23 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
                 if (d, m) == (dataset, method)
             )
             x, mean, error = (np.asarray(v) for v in zip(*points, strict=True))
-            ax.errorbar(x, mean, yerr=error, marker="o", capsize=3, label=method)
+            ax.errorbar(
+                x,
+                mean,
+                yerr=error,
+                marker="o",
+                capsize=3,
+                label=method,
+                color=colors[method],
+            )
         ax.set_xscale("log")
         ax.set_xlabel("training labels")
         ax.set_ylabel("test accuracy (mean, 95% t interval over seeds)")
-        ax.set_title(f"{title}: {dataset}" if dataset else title)
+        ax.set_title(dataset or title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    if len(datasets) > 1:
+        fig.suptitle(title)
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
