@@ -9,7 +9,7 @@ all x seeds 0, 1, 2. The pretrained strategies are fine-tuned with the
 `gradual` preset, and every strategy gets the same learning-rate search on
 validation accuracy.
 
-Result (2 CPU cores, 242 s; the whole table is on docs/results.md): test
+Result (2 CPU cores, 208 s; the whole table is on docs/results.md): test
 accuracy at 100 labels, mean ± std over the 3 seeds, was ae 0.9102 ± 0.0216,
 dae 0.9093 ± 0.0105, scratch 0.9046 ± 0.0212, logistic regression on pixels
 0.9000 ± 0.0073; pretraining showed no reliable gain over scratch (paired
