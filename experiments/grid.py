@@ -229,14 +229,17 @@ class GridRunner:
     def _probe(self, cell: FinetuneCell, reused: bool) -> dict:
         """Probe the frozen export on the cell's labelled subset (labels.json)."""
         encoder = cell.pretrain.encoder
+        scaling = cell.config.scaling
+        # One export may be probed on several datasets and scalings.
+        source = {"encoder": encoder, "dataset": cell.dataset, "scaling": scaling}
         path = os.path.join(cell.workdir, PROBE_FILE)
         if reused and os.path.isfile(path):
             with open(path) as f:
                 saved = json.load(f)
-            if saved.get("encoder") == encoder:
+            if all(saved.get(k) == v for k, v in source.items()):
                 return {key: saved[key] for key in ("probe_linear", "probe_knn")}
 
-        key = (encoder, cell.budget, cell.seed)
+        key = (encoder, cell.dataset, scaling, cell.budget, cell.seed)
         if key not in self.probes:
             with open(os.path.join(cell.workdir, "labels.json")) as f:
                 split = LabelSplit.from_dict(json.load(f))
@@ -246,8 +249,9 @@ class GridRunner:
                 split,
                 split_seed=cell.config.split_seed,
                 data_dir=cell.config.data_dir,
+                scaling=scaling,
             )
-        write_json(path, {"encoder": encoder, **self.probes[key]})
+        write_json(path, {**source, **self.probes[key]})
         return dict(self.probes[key])
 
     def _run_baselines(self, cell: BaselineCell) -> list[dict]:
@@ -309,6 +313,23 @@ def _progress_bar(total: int, enabled: bool):
         yield bar
 
 
+def _check_same_shard(workdir: str, name: str, shard: tuple[int, int]) -> None:
+    """Reject a workdir that holds another experiment or another shard, whose
+    results.csv this run would replace."""
+    path = os.path.join(workdir, GRID_FILE)
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    found = (saved.get("experiment"), tuple(saved.get("shard", (0, 1))))
+    if found != (name, tuple(shard)):
+        raise ConfigError(
+            f"{workdir!r} holds shard {found[1][0]}/{found[1][1]} of experiment "
+            f"{found[0]!r}, not shard {shard[0]}/{shard[1]} of {name!r}; give each "
+            "experiment and each shard its own --workdir"
+        )
+
+
 def run_grid(
     experiment: ml_collections.ConfigDict,
     workdir: str,
@@ -325,6 +346,7 @@ def run_grid(
     workdir = check_workdir(workdir)
     plan = build_plan(experiment, workdir)
     cells = shard_cells(plan, shard)
+    _check_same_shard(workdir, name, shard)
     _check_reusable(cells)
 
     os.makedirs(workdir, exist_ok=True)

@@ -18,7 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pretrain.data import LabelSplit, load_dataset
+from pretrain.data import LabelSplit, fit_scaler, load_dataset
 from pretrain.export import load_encoder
 from pretrain.train import predict
 
@@ -27,19 +27,33 @@ def _codes(encoder, x):
     return encoder(x, train=False)
 
 
-def encoder_codes(encoder_dir: str, dataset: str, split_seed: int, data_dir: str):
-    """Return (pool codes, pool labels, test codes, test labels) of an export."""
+def encoder_codes(
+    encoder_dir: str,
+    dataset: str,
+    split_seed: int,
+    data_dir: str,
+    scaling: str = "export",
+):
+    """Return (pool codes, pool labels, test codes, test labels) of an export.
+
+    `scaling` is the fine-tuning key of the same name: "export" scales the
+    inputs with the export's scaler, "refit" with one of the same kind fitted
+    on the dataset's training pool, as `finetune` does.
+    """
     # The modification time keys the cache, so a rewritten export is reloaded.
     mtime = os.path.getmtime(os.path.join(encoder_dir, "encoder.json"))
-    return _encoder_codes(encoder_dir, mtime, dataset, split_seed, data_dir)
+    return _encoder_codes(encoder_dir, mtime, dataset, split_seed, data_dir, scaling)
 
 
 @functools.lru_cache(maxsize=2)
-def _encoder_codes(encoder_dir, mtime, dataset, split_seed, data_dir):
+def _encoder_codes(encoder_dir, mtime, dataset, split_seed, data_dir, scaling):
     loaded = load_encoder(encoder_dir)
     data = load_dataset(dataset, split_seed=split_seed, data_dir=data_dir or None)
-    pool = predict(loaded.module, _codes, loaded.scaler.apply(data.train_x))
-    test = predict(loaded.module, _codes, loaded.scaler.apply(data.test_x))
+    scaler = loaded.scaler
+    if scaling == "refit":
+        scaler = fit_scaler(data.train_x, scaler.kind)
+    pool = predict(loaded.module, _codes, scaler.apply(data.train_x))
+    test = predict(loaded.module, _codes, scaler.apply(data.test_x))
     pool = np.asarray(pool, np.float64).reshape(len(pool), -1)
     test = np.asarray(test, np.float64).reshape(len(test), -1)
     return pool, data.train_y, test, data.test_y
@@ -52,10 +66,11 @@ def probe_accuracies(
     *,
     split_seed: int = 0,
     data_dir: str = "",
+    scaling: str = "export",
 ) -> dict[str, float]:
     """Return the test accuracy of the linear and k-NN probes on `split`."""
     pool, pool_y, test, test_y = encoder_codes(
-        encoder_dir, dataset, split_seed, data_dir
+        encoder_dir, dataset, split_seed, data_dir, scaling
     )
     x, y = pool[split.train_idx], pool_y[split.train_idx]
     linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
