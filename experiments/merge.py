@@ -41,9 +41,13 @@ def _check_shards(shard_dirs: list[str], grids: list[dict]) -> None:
     counts = {tuple(grid["shard"])[1] for grid in grids}
     indices = sorted(tuple(grid["shard"])[0] for grid in grids)
     if len(counts) != 1:
+        found = ", ".join(
+            f"{d!r} is shard {grid['shard'][0]}/{grid['shard'][1]}"
+            for d, grid in zip(shard_dirs, grids, strict=True)
+        )
         raise ConfigError(
-            f"the shards {shard_dirs} split the grid into different numbers of "
-            f"shards {sorted(counts)}; merge shards of one --shard I/N split"
+            f"the shards split the grid into different numbers of shards "
+            f"({found}); merge shards of one --shard I/N split"
         )
     count = counts.pop()
     if indices != list(range(count)):
@@ -53,6 +57,20 @@ def _check_shards(shard_dirs: list[str], grids: list[dict]) -> None:
             indices,
             count,
         )
+
+
+def _in_grid_order(rows: list[dict], config: dict) -> list[dict]:
+    """Sort rows by seed, then strategies in config order before baselines,
+    which is the order of an unsharded run, so results.md lists the methods
+    the same way."""
+    strategies = list(config.get("strategies", {}))
+
+    def key(row):
+        method = row["method"]
+        rank = strategies.index(method) if method in strategies else len(strategies)
+        return (row["seed"], rank)
+
+    return sorted(rows, key=key)
 
 
 def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
@@ -83,6 +101,7 @@ def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
             origin[key] = shard_dir
             rows.append(row)
 
+    rows = _in_grid_order(rows, configs[0])
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), configs[0])
     write_json(
