@@ -161,7 +161,9 @@ def baseline_rows(
                     "lr_multiplier": None,
                     "pretrain_seconds": rbm_seconds if rbm_used else None,
                     "finetune_seconds": seconds,
-                    "scaling": "minmax",
+                    # Fitted on this dataset's own training pool.
+                    "scaling": "refit",
+                    "pretrain_scaling": "minmax",
                     "split": split,
                 }
             )
