@@ -349,3 +349,58 @@ def test_grid_records_target_scaling(finished):
     assert by_method["ae"]["scaling"] == "export"
     assert by_method["ae"]["pretrain_scaling"] == "minmax"
     assert by_method["dae_probe"]["chosen_preset"] == "linear_probe"
+
+
+def test_merge_orders_rows_like_config(tmp_path):
+    config = {"budgets": ["20"], "strategies": {"ae": [], "scratch": []}}
+    first = fake_shard(tmp_path / "a", 0, 2, [fake_row("scratch", 0)], config)
+    second = fake_shard(tmp_path / "b", 1, 2, [fake_row("ae", 0)], config)
+
+    merged = merge_shards(str(tmp_path / "out"), [first, second])
+
+    assert [row["method"] for row in merged] == ["ae", "scratch"]
+
+
+def test_merge_error_names_each_shard(tmp_path):
+    first = fake_shard(tmp_path / "a", 0, 2, [fake_row("ae", 0)])
+    second = fake_shard(tmp_path / "b", 0, 1, [fake_row("ae", 1)])
+
+    with pytest.raises(ConfigError, match=r"'.*a' is shard 0/2, '.*b' is shard 0/1"):
+        merge_shards(str(tmp_path / "out"), [first, second])
+
+
+def test_other_shard_in_workdir_rejected(data_dir, tmp_path):
+    workdir = fake_shard(tmp_path / "s0", 0, 2, [fake_row("ae", 0)])
+
+    with pytest.raises(ConfigError, match="shard 0/2"):
+        run_grid(tiny_experiment(), workdir, shard=(1, 2), name="tiny")
+    assert len(read_csv(os.path.join(workdir, "results.csv"))) == 1
+
+
+def test_probe_codes_use_refit_scaling(data_dir, tmp_path):
+    from experiments.probes import encoder_codes
+    from pretrain import config as config_lib
+    from pretrain.data import fit_scaler, load_dataset
+    from pretrain.export import load_encoder
+    from pretrain.train import predict
+
+    # Per-pixel standard scaling differs between digits and mnist5k_8x8.
+    config = config_lib.build_config(
+        lambda: pretrain_run.default_config("ae"),
+        overrides={
+            "hidden": (8,),
+            "epochs": 1,
+            "scaling": "standard",
+            "data_dir": data_dir,
+        },
+    )
+    export = pretrain_run.run("ae", config, str(tmp_path / "ae"))
+    exported = encoder_codes(export, "mnist5k_8x8", 0, data_dir, "export")
+    refit = encoder_codes(export, "mnist5k_8x8", 0, data_dir, "refit")
+
+    loaded = load_encoder(export)
+    pool = load_dataset("mnist5k_8x8", data_dir=data_dir).train_x
+    scaler = fit_scaler(pool, loaded.scaler.kind)
+    codes = predict(loaded.module, lambda m, x: m(x), scaler.apply(pool))
+    assert not (exported[0] == refit[0]).all()
+    assert abs(refit[0] - codes.reshape(len(codes), -1)).max() < 1e-6
