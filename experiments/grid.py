@@ -314,8 +314,8 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def _check_same_shard(workdir: str, name: str, shard: tuple[int, int]) -> None:
-    """Reject a workdir that holds another experiment or another shard, whose
-    results.csv this run would replace."""
+    """Reject a workdir that contains another experiment or another shard,
+    whose results.csv this run would replace."""
     path = os.path.join(workdir, GRID_FILE)
     if not os.path.isfile(path):
         return
@@ -324,9 +324,9 @@ def _check_same_shard(workdir: str, name: str, shard: tuple[int, int]) -> None:
     found = (saved.get("experiment"), tuple(saved.get("shard", (0, 1))))
     if found != (name, tuple(shard)):
         raise ConfigError(
-            f"{workdir!r} holds shard {found[1][0]}/{found[1][1]} of experiment "
-            f"{found[0]!r}, not shard {shard[0]}/{shard[1]} of {name!r}; give each "
-            "experiment and each shard its own --workdir"
+            f"{workdir!r} already contains shard {found[1][0]}/{found[1][1]} of "
+            f"experiment {found[0]!r}, not shard {shard[0]}/{shard[1]} of "
+            f"{name!r}; give each experiment and each shard its own --workdir"
         )
 
 

@@ -5,8 +5,8 @@ Command::
     experiments low_label_masked --workdir runs/low_label_masked
 
 `mae` pretrains a small ViT (depth 2, width 64, 4 heads) by masked patch
-prediction, over 2x2 patches of digits' 8x8 images and 4-sample patches of
-MNIST-1D's 40-sample signals, and is fine-tuned with the `gradual` preset,
+prediction. Its patches are 2x2 on digits' 8x8 images and 4 samples long on
+MNIST-1D's 40-sample signals. It is fine-tuned with the `gradual` preset,
 which unfreezes one Transformer block per stage from the top down.
 `masked_features` pretrains the dense MLP encoder by masked-feature
 reconstruction on digits. `scratch` trains the ViT from a random
