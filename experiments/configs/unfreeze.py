@@ -52,13 +52,15 @@ STRATEGIES = {
 }
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(encoders=None) -> ml_collections.ConfigDict:
+    """Build the grid for `encoders`, {method: datasets}; default `ENCODERS`."""
+    encoders = ENCODERS if encoders is None else encoders
     config = ml_collections.ConfigDict()
-    config.datasets = ("digits", "mnist1d")
+    config.datasets = tuple(d for datasets in encoders.values() for d in datasets)
     config.budgets = ("50", "all")
     config.seeds = (0, 1, 2, 3, 4)
     strategies = {}
-    for method, datasets in ENCODERS.items():
+    for method, datasets in encoders.items():
         for name, (preset, finetune) in STRATEGIES.items():
             if method == "mae":
                 finetune = {**MAE_FINETUNE, **finetune}
