@@ -78,7 +78,7 @@ def probe_accuracies(
     results = {}
     for name, model in (("probe_linear", linear), ("probe_knn", knn)):
         with warnings.catch_warnings():
-            # Small label sets converge slowly; max_iter bounds the cost.
+            # Small label sets converge slowly, so max_iter bounds the cost.
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(x, y)
         results[name] = float(np.mean(model.predict(test) == test_y))

@@ -1,4 +1,4 @@
-"""How often, and for how long, a pretraining and a fine-tuning run compile.
+"""Compile counts and compile seconds of a pretraining and a fine-tuning run.
 
 A 2-layer `pretrain dae` run and a 2-stage `finetune` run (preset full:
 the head alone, then every layer) train on digits. Neither training set is a

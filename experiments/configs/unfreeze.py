@@ -53,7 +53,8 @@ STRATEGIES = {
 
 
 def get_config(encoders=None) -> ml_collections.ConfigDict:
-    """Build the grid for `encoders`, {method: datasets}; default `ENCODERS`."""
+    """Build the grid for `encoders`, a {method: datasets} dict. The default
+    is `ENCODERS`."""
     encoders = ENCODERS if encoders is None else encoders
     config = ml_collections.ConfigDict()
     config.datasets = tuple(d for datasets in encoders.values() for d in datasets)
