@@ -35,6 +35,9 @@ from pretrain.rbm import (
 from pretrain.rbm_monitor import Monitor, numpy_generator
 from pretrain.train import PhaseTrainer, fit, predict
 
+# PRNG implementations that JAX registers under these names.
+RNG_IMPLS = ("philox4x32", "threefry2x32", "rbg", "unsafe_rbg")
+
 logger = logging.getLogger(__name__)
 
 # Gibbs steps of the chains drawn in samples.png, and the snapshots shown.
@@ -67,6 +70,8 @@ def train_rbm(
 ) -> RBM:
     """Train one RBM on `train` [n, visible], monitoring it against `heldout`."""
     init_key, train_key, monitor_key = jax.random.split(rng, 3)
+    seed = jax.random.bits(train_key, dtype=jnp.uint32)
+    train_key = jax.random.key(int(seed), impl=config.rng_impl)
     model = RBM(
         train.shape[1],
         features,
@@ -363,6 +368,12 @@ def _check_training(config: ml_collections.ConfigDict) -> None:
         config.dbn_propagate,
         "use probabilities or samples",
     )
+    check(
+        config.rng_impl in RNG_IMPLS,
+        "rng_impl",
+        config.rng_impl,
+        "use one of " + ", ".join(RNG_IMPLS),
+    )
 
 
 def _check_monitors(config: ml_collections.ConfigDict) -> None:
@@ -413,6 +424,10 @@ def rbm_config(**changes: Any) -> ml_collections.ConfigDict:
     config.sparsity_target = 0.1  # target mean hidden probability
     config.sparsity_weight = 0.0  # weight of the KL sparsity penalty
     config.dbn_propagate = "probabilities"  # next layer's inputs: or samples
+    # The PRNG behind the Gibbs draws. XLA on CPU runs JAX's default
+    # threefry2x32 as a loop of small kernels, and Philox costs less there
+    # (docs/benchmarks.md); both are counter-based and reproducible.
+    config.rng_impl = "philox4x32"
     config.monitor_fraction = 0.1  # pool share held out for the monitors
     config.ais_every = 10  # epochs between AIS estimates; 0 turns AIS off
     config.ais_chains = 100

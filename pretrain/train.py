@@ -110,8 +110,9 @@ class _CompiledSteps:
     (seeds, learning-rate candidates) compile once between them.
     """
 
-    def __init__(self, graphdef, loss_fn: LossFn, tx, frozen, mesh):
+    def __init__(self, graphdef, loss_fn: LossFn, tx, frozen, mesh, rng_impl):
         self.graphdef = graphdef
+        self.rng_impl = rng_impl
         self.loss_fn = loss_fn
         self.tx = tx
         self.frozen = frozen
@@ -124,7 +125,8 @@ class _CompiledSteps:
         self, state: TrainState, batch: Batch
     ) -> tuple[TrainState, Metrics]:
         self.trace_count += 1
-        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        key = jax.random.wrap_key_data(state.rng, impl=self.rng_impl)
+        rng = jax.random.fold_in(key, state.step)
         if self.mesh is not None:
             batch = jax.lax.with_sharding_constraint(batch, batch_sharded(self.mesh))
 
@@ -187,7 +189,8 @@ class PhaseTrainer:
       loss_fn: see `LossFn`.
       tx: the optax transformation over the model's `nnx.Param` state.
       rng: key for data order and for the per-step keys passed to `loss_fn`
-        (`fold_in(rng, step)`).
+        (`fold_in(rng, step)`); the per-step keys keep its PRNG
+        implementation (`jax.random.key(seed, impl=...)`).
       batch_size: rows per step.
       frozen: optional pytree of bools shaped like the params; True leaves are
         passed through the step unchanged, so they come out bit-identical
@@ -231,6 +234,7 @@ class PhaseTrainer:
         self.drop_remainder = drop_remainder
         self.name = name
         self.shuffle_rng, step_rng = jax.random.split(rng)
+        rng_impl = jax.random.key_impl(rng)
 
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         params, rest = _copy_tree(params), _copy_tree(rest)
@@ -244,12 +248,14 @@ class PhaseTrainer:
         if self.mesh is not None:
             self.state = put(self.state, replicated(self.mesh))
         if cache_key is None:
-            self._compiled = _CompiledSteps(graphdef, loss_fn, tx, frozen, self.mesh)
+            self._compiled = _CompiledSteps(
+                graphdef, loss_fn, tx, frozen, self.mesh, rng_impl
+            )
         else:
-            key = (graphdef, cache_key, self.mesh)
+            key = (graphdef, cache_key, self.mesh, str(rng_impl))
             if key not in _COMPILED:
                 _COMPILED[key] = _CompiledSteps(
-                    graphdef, loss_fn, tx, frozen, self.mesh
+                    graphdef, loss_fn, tx, frozen, self.mesh, rng_impl
                 )
             self._compiled = _COMPILED[key]
         self.graphdef = graphdef

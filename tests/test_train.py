@@ -155,3 +155,26 @@ def test_caller_model_survives_donation():
     )
     fit(trainer, unit_data(64), epochs=1, progress=False)
     np.testing.assert_array_equal(layer.encoder.linear.kernel[...], before)
+
+
+@pytest.mark.parametrize("impl", ["threefry2x32", "philox4x32"])
+def test_step_keys_keep_the_prng_implementation(impl):
+    seen = []
+
+    def loss_fn(model, batch, rng):
+        seen.append(str(jax.random.key_impl(rng)))
+        x = batch["x"]
+        error = jnp.square(model.decode(model.encoder(x)) - x)
+        loss = weighted_mean(jnp.mean(error, -1), batch["weight"])
+        return loss, {"draw": jax.random.uniform(rng)}
+
+    layer = AutoencoderLayer(
+        16, 8, activation="sigmoid", batch_norm=False, tied=True, rngs=nnx.Rngs(0)
+    )
+    trainer = PhaseTrainer(
+        layer, loss_fn, optax.sgd(0.1), rng=jax.random.key(0, impl=impl), batch_size=8
+    )
+    trainer.run_epoch(unit_data(16))
+    trainer.run_epoch(unit_data(16))
+
+    assert seen == [impl]  # traced once, with a key of the given kind

@@ -102,7 +102,7 @@ def ours_epoch_seconds(x: np.ndarray, batch_size: int, epochs: int) -> tuple:
         model,
         rbm.rbm_loss_fn(config),
         rbm.rbm_optimizer(config, steps),
-        rng=jax.random.key(0),
+        rng=jax.random.key(0, impl=config.rng_impl),
         batch_size=batch_size,
     )
     data = jax.device_put({"x": jnp.asarray(x)})

@@ -77,7 +77,7 @@ def rbm_case(steps: int) -> StepCase:
         model,
         rbm.rbm_loss_fn(config),
         rbm.rbm_optimizer(config, steps),
-        rng=jax.random.key(0),
+        rng=jax.random.key(0, impl=config.rng_impl),
         batch_size=BATCH,
         name="rbm",
     )
