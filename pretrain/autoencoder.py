@@ -7,6 +7,7 @@ the whole pool with it, and layer k+1 trains on those codes (Bengio et al.
 halves of all layers form the exported `DenseEncoder`.
 """
 
+import functools
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ import optax
 from flax import nnx
 
 from pretrain import config as config_lib
+from pretrain.data.streaming import StreamedArray
 from pretrain.encoders import DenseEncoder, DenseLayer, activation_fn, dense_spec
 from pretrain.methods import Method, PretrainContext, TrainedEncoder, register
 from pretrain.train import PhaseTrainer, fit, predict, weighted_mean
@@ -187,6 +189,21 @@ def _encoder_spec(context: PretrainContext) -> dict:
     )
 
 
+def _scan(config: ml_collections.ConfigDict) -> bool:
+    # A streamed pool is read batch by batch, so it cannot sit on the device
+    # for a scanned epoch.
+    return config.scan and not config.get("stream", False)
+
+
+def encode_pool(layer: nnx.Module, inputs):
+    """The codes of `inputs` under one trained layer: computed now for an
+    array, and batch by batch on each read for a streamed pool, which keeps
+    memory flat at the cost of re-encoding every epoch."""
+    if isinstance(inputs, StreamedArray):
+        return inputs.map(functools.partial(predict, layer, _encode_layer))
+    return predict(layer, _encode_layer, inputs)
+
+
 def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
     """Train each layer on the codes of the one below, then stack the encoders."""
     config = context.config
@@ -215,7 +232,7 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
             optax.adam(config.learning_rate),
             rng=context.rng_for(f"layer{k}/train"),
             batch_size=config.batch_size,
-            scan=config.scan,
+            scan=_scan(config),
             drop_remainder=config.drop_remainder,
             name=f"layer{k}",
             cache_key=loss_cache_key(config, loss),
@@ -230,7 +247,7 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
                 reconstruction = jax.nn.sigmoid(reconstruction)
             pictures["reconstructions"] = (shown, np.asarray(reconstruction))
         nnx.update(encoder.layers[k], nnx.state(layer.encoder))
-        inputs = predict(layer.encoder, _encode_layer, inputs)
+        inputs = encode_pool(layer.encoder, inputs)
         unit_range = config.activation == "sigmoid"
 
     first_kernel = np.asarray(encoder.layers[0].linear.kernel[...])
@@ -303,7 +320,7 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
         optax.adam(config.learning_rate),
         rng=context.rng_for("train"),
         batch_size=config.batch_size,
-        scan=config.scan,
+        scan=_scan(config),
         drop_remainder=config.drop_remainder,
         name="deep",
         cache_key=("deep",) + loss_cache_key(config, loss),
@@ -462,5 +479,6 @@ for name, description, changes in [
             defaults=lambda changes=changes: autoencoder_config(**changes),
             check_config=check_config,
             pretrain=pretrain_autoencoder,
+            streams=True,
         )
     )

@@ -60,6 +60,9 @@ class Method:
     # A whole run for methods whose data is not an image or signal dataset
     # (text): run(config, workdir, overwrite=...) -> export directory.
     run: Callable[..., str] | None = None
+    # Trains from a `pretrain.data.streaming.StreamedArray` pool when
+    # --config.stream is set (it only indexes rows and maps batches).
+    streams: bool = False
 
 
 METHODS: dict[str, Method] = {}

@@ -13,13 +13,18 @@ from pretrain.checkpoint import checkpoint_root
 from pretrain.code_stats import code_statistics, encode, save_code_stats
 from pretrain.config import ConfigError
 from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler, load_dataset
+from pretrain.data.loading import load_streamed_dataset
+from pretrain.data.scaling import fit_scaler_chunks
 from pretrain.export import save_encoder, save_safetensors
-from pretrain.methods import PretrainContext, get_method
+from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
 from pretrain.provenance import provenance
 from pretrain.workdir import check_workdir, remove_run_outputs, start_run, write_json
 
 logger = logging.getLogger(__name__)
+
+# Test rows whose codes `finetune --preset auto` compares with, when streaming.
+CODE_STATS_ROWS = 4096
 
 
 def common_config() -> ml_collections.ConfigDict:
@@ -33,6 +38,9 @@ def common_config() -> ml_collections.ConfigDict:
     config.seed = 0  # initialisation, noise and data order
     config.scaling = "minmax"  # fitted on the training pool: minmax or standard
     config.scan = True  # run each epoch as one compiled lax.scan (data on device)
+    # Read batches from the TFDS files each step instead of loading the pool
+    # into memory (dense autoencoder methods); implies per-batch steps.
+    config.stream = False
     config.drop_remainder = False  # drop the last partial batch instead of padding it
     config.safetensors = False  # also write encoder/weights.safetensors
     # Epochs between checkpoints; 0 keeps only the one at the end of a phase.
@@ -92,8 +100,10 @@ def run(
         return trainer_method.run(config, workdir, overwrite=overwrite)
     check_common(config)
     trainer_method.check_config(config)
+    _check_stream(method, config)
     workdir = check_workdir(workdir)
-    dataset = load_dataset(
+    load = load_streamed_dataset if config.stream else load_dataset
+    dataset = load(
         config.dataset, split_seed=config.split_seed, data_dir=config.data_dir or None
     )
 
@@ -108,8 +118,12 @@ def run(
         {**run_provenance, "seed": config.seed, "method": method},
     )
 
-    scaler = fit_scaler(dataset.train_x, config.scaling)
-    x = scaler.apply(dataset.train_x)
+    if config.stream:
+        scaler = fit_scaler_chunks(dataset.train_x.chunks(), config.scaling)
+        x = dataset.train_x.map(scaler.apply)
+    else:
+        scaler = fit_scaler(dataset.train_x, config.scaling)
+        x = scaler.apply(dataset.train_x)
     logger.info(
         "pretraining %s on %s: %d examples of shape %s",
         method,
@@ -155,10 +169,25 @@ def run(
         save_safetensors(
             trained.module, os.path.join(export_dir, "weights.safetensors")
         )
-    _save_code_stats(trained.module, scaler.apply(dataset.test_x), dataset, export_dir)
+    # A streamed test split may not fit in memory; its first rows stand in.
+    test_x = dataset.test_x[:CODE_STATS_ROWS] if config.stream else dataset.test_x
+    _save_code_stats(trained.module, scaler.apply(test_x), dataset, export_dir)
     _save_pictures(trained, dataset.input_shape, workdir)
     logger.info("wrote the encoder export to %s", export_dir)
     return export_dir
+
+
+def _check_stream(method: str, config: ml_collections.ConfigDict) -> None:
+    if not config.stream:
+        return
+    streaming = sorted(name for name, m in all_methods().items() if m.streams)
+    config_lib.check(
+        get_method(method).streams,
+        "stream",
+        config.stream,
+        f"method {method} trains on a pool in memory; streaming works with "
+        + ", ".join(streaming),
+    )
 
 
 def _save_code_stats(module, test_x, dataset, export_dir: str) -> None:

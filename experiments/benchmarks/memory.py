@@ -1,18 +1,21 @@
 """Peak resident memory of a pretraining run as its dataset grows.
 
-`pretrain.data.load_dataset` reads a whole split into one NumPy array, and
-`pretrain.train.fit` copies the pool onto the device for `lax.scan`, so a
-run needs memory in proportion to its dataset and cannot train on a dataset
-larger than memory. This benchmark measures that growth. It generates
-`bench_images`, a TFDS dataset of random 28x28 images, in a temporary
-directory at several sizes. Then it runs a 1-epoch `pretrain ae` on each in
-a fresh process and prints the process's peak resident set size (VmHWM).
+By default `pretrain.data.load_dataset` reads a whole split into one NumPy
+array and `pretrain.train.fit` copies the pool onto the device for
+`lax.scan`, so a run needs memory in proportion to its dataset. With
+`--config.stream=True` the pool stays in the array_record files and each
+step reads its batch. This benchmark generates `bench_images`, a TFDS
+dataset of random 28x28 images, in a temporary directory at several sizes.
+It runs a 1-epoch `pretrain ae` on each, in memory and streamed, in a fresh
+process, and prints the process's peak resident set size (VmHWM).
+
+Then it runs the largest size both ways again under an address-space limit
+(RLIMIT_AS) of `--cap-mib`, by default the streamed run's peak virtual size
+plus a quarter of the dataset's float32 size. The cap leaves the run less
+room than the pool would take in memory, so the streamed run should finish
+and the in-memory run should fail.
 
     python -m experiments.benchmarks.memory [--sizes 2000 4000 8000]
-
-TODO: streaming would replace the NumPy pool in `pretrain.data.loading`
-with an iterator over the array_record files, and the scan epoch with
-per-batch steps fed from it.
 """
 
 import argparse
@@ -79,20 +82,24 @@ def prepare(size: int, data_dir: str) -> str:
     return name
 
 
-def peak_rss_kib() -> int:
-    """Return the process's peak resident set size in KiB (VmHWM, else ru_maxrss)."""
+def peak_kib(field: str = "VmHWM") -> int:
+    """Return a peak from /proc/self/status in KiB: resident (VmHWM) or
+    virtual (VmPeak); without /proc, ru_maxrss for either."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-def worker(dataset: str, data_dir: str, workdir: str) -> None:
-    """Run one small pretraining and print the peaks before and after as JSON."""
+def worker(dataset: str, data_dir: str, workdir: str, stream: bool, cap_mib: int):
+    """Run one small pretraining and print its peaks as JSON."""
+    if cap_mib:
+        cap = cap_mib * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     from pretrain import config as config_lib
     from pretrain.run import default_config, run
 
@@ -104,15 +111,24 @@ def worker(dataset: str, data_dir: str, workdir: str) -> None:
             "hidden": (64,),
             "epochs": 1,
             "batch_size": 256,
+            "stream": stream,
         },
     )
-    before = peak_rss_kib()
+    before = peak_kib()
     run("ae", config, workdir)
-    print(json.dumps({"before_kib": before, "peak_kib": peak_rss_kib()}))
+    print(
+        json.dumps(
+            {"before_kib": before, "peak_kib": peak_kib(), "vm_kib": peak_kib("VmPeak")}
+        )
+    )
 
 
-def measure(size: int, data_dir: str, workdir: str) -> dict:
+def measure(
+    size: int, data_dir: str, workdir: str, stream: bool, cap_mib: int = 0
+) -> dict | None:
+    """Peaks of one worker run; None when it failed under a cap."""
     dataset = prepare(size, data_dir)
+    mode = "stream" if stream else "memory"
     command = [
         sys.executable,
         "-m",
@@ -122,32 +138,67 @@ def measure(size: int, data_dir: str, workdir: str) -> dict:
         "--data-dir",
         data_dir,
         "--workdir",
-        os.path.join(workdir, f"n{size}"),
-    ]
+        os.path.join(workdir, f"n{size}_{mode}_cap{cap_mib}"),
+        "--cap-mib",
+        str(cap_mib),
+    ] + (["--stream"] if stream else [])
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
+        if cap_mib:
+            return None
         raise RuntimeError(
             f"memory worker for {dataset} failed:\n{done.stderr[-3000:]}"
         )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(sizes: list[int], data_dir: str | None = None) -> None:
-    """Print the peak RSS of a 1-epoch `pretrain ae` run for each size."""
+def run(sizes: list[int], data_dir: str | None = None, cap_mib: int = 0) -> None:
+    """Print the peak RSS of a 1-epoch `pretrain ae` run for each size and
+    mode, then the capped runs of the largest size."""
     unknown = sorted(set(sizes) - set(SIZES))
     if unknown:
         raise ValueError(f"sizes {unknown} have no bench_images config; use {SIZES}")
+    sizes = sorted(sizes)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = data_dir or os.path.join(tmp, "tfds")
-        rows = [(n, measure(n, data_dir, tmp)) for n in sorted(sizes)]
+        rows = {
+            stream: [(n, measure(n, data_dir, tmp, stream)) for n in sizes]
+            for stream in (False, True)
+        }
+        largest = sizes[-1]
+        pool_mib = largest * FLOAT32_EXAMPLE_BYTES / 2**20
+        if not cap_mib:
+            cap_mib = int(rows[True][-1][1]["vm_kib"] / 1024 + pool_mib / 4)
+        capped = {
+            stream: measure(largest, data_dir, tmp, stream, cap_mib)
+            for stream in (False, True)
+        }
 
     print(
         "peak RSS of a 1-epoch `pretrain ae` (hidden 64) on bench_images "
         f"(28x28x1; one float32 example is {FLOAT32_EXAMPLE_BYTES} bytes):"
     )
+    for stream in (False, True):
+        print("  streamed (--config.stream=True):" if stream else "  in memory:")
+        _print_rows(rows[stream])
     print(
-        "  examples | peak MiB | after imports MiB | bytes per example "
-        "added since the smallest size"
+        f"  under RLIMIT_AS = {cap_mib} MiB, {largest} examples "
+        f"({pool_mib:.0f} MiB as float32):"
+    )
+    for stream in (False, True):
+        result = capped[stream]
+        outcome = (
+            "failed (out of memory)"
+            if result is None
+            else f"finished, peak RSS {result['peak_kib'] / 1024:.1f} MiB"
+        )
+        print(f"    {'streamed' if stream else 'in memory'}: {outcome}")
+
+
+def _print_rows(rows: list[tuple[int, dict]]) -> None:
+    print(
+        "    examples | peak MiB | after imports MiB | peak virtual MiB | "
+        "bytes per example added since the smallest size"
     )
     first_n, first = rows[0]
     for n, row in rows:
@@ -155,10 +206,11 @@ def run(sizes: list[int], data_dir: str | None = None) -> None:
         if n > first_n:
             per_example = (row["peak_kib"] - first["peak_kib"]) * 1024 / (n - first_n)
             ratio = per_example / FLOAT32_EXAMPLE_BYTES
-            growth = f"{per_example:,.0f} ({ratio:.1f} float32 copies)"
+            growth = f"{per_example:,.0f} ({ratio:.2f} float32 copies)"
         print(
-            f"  {n:8d} | {row['peak_kib'] / 1024:8.1f} | "
-            f"{row['before_kib'] / 1024:17.1f} | {growth}"
+            f"    {n:8d} | {row['peak_kib'] / 1024:8.1f} | "
+            f"{row['before_kib'] / 1024:17.1f} | {row['vm_kib'] / 1024:16.1f} | "
+            f"{growth}"
         )
 
 
@@ -166,13 +218,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000, 8000])
     parser.add_argument("--data-dir", help="TFDS directory (default: a temp dir)")
+    parser.add_argument(
+        "--cap-mib", type=int, default=0, help="RLIMIT_AS of the capped runs"
+    )
     parser.add_argument("--worker", metavar="DATASET", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.data_dir, args.workdir)
+        worker(args.worker, args.data_dir, args.workdir, args.stream, args.cap_mib)
     else:
-        run(args.sizes, args.data_dir)
+        run(args.sizes, args.data_dir, args.cap_mib)
 
 
 if __name__ == "__main__":

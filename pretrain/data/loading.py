@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from sklearn.model_selection import train_test_split
 
 from pretrain.data import builders
+from pretrain.data.streaming import StreamedArray, read_records
 
 EMBEDDED_DATASETS = (
     "digits",
@@ -109,29 +110,15 @@ def load_dataset(
     dataset gets a stratified test set of `test_fraction` of its `train`
     split, drawn with `split_seed`.
     """
-    _check_arguments(name, split_seed, test_fraction)
-    data_dir = default_data_dir() if data_dir is None else os.fspath(data_dir)
-    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-        raise DatasetError(
-            f"TFDS data directory {data_dir!r} is a file, not a directory; pass "
-            "a directory with --config.data_dir or $TFDS_DATA_DIR"
-        )
-    builder = _builder(name, data_dir)
-    # A builder defines its features before preparation, so an unsupported
-    # dataset fails here before anything is downloaded.
-    image_key, label_key = _supervised_keys(name, builder.info)
-    num_classes = _num_classes(name, builder.info, label_key)
-    # Builders of signals [length, channels] set SIGNAL_FEATURES.
-    signal = getattr(builder, "SIGNAL_FEATURES", False)
-    image_shape = _image_shape(name, builder.info, image_key, signal=signal)
-    _prepare(name, builder, data_dir)
+    builder, image_key, label_key, num_classes, image_shape = _open(
+        name, split_seed, data_dir, test_fraction
+    )
 
     def read(split: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = _read_split(builder, split, image_key, label_key, image_shape)
         _validate_examples(name, x, y, num_classes, split=split)
         return x, y.astype(np.int32)
 
-    _check_train_split(name, builder.info)
     x, y = read("train")
     if "test" in builder.info.splits:
         train_x, train_y = x, y
@@ -149,6 +136,86 @@ def load_dataset(
         num_classes=num_classes,
         split_seed=split_seed,
     )
+
+
+def load_streamed_dataset(
+    name: str,
+    *,
+    split_seed: int = 0,
+    data_dir: str | None = None,
+    test_fraction: float = 0.2,
+) -> Dataset:
+    """`load_dataset` with images left on disk: `train_x` and `test_x` are
+    `StreamedArray`s over the same rows, read when indexed.
+
+    The labels are read in one pass (they decide the stratified test split)
+    and kept; images are not. Non-finite values are caught by the scaler fit,
+    which reads every training image once.
+    """
+    builder, image_key, label_key, num_classes, image_shape = _open(
+        name, split_seed, data_dir, test_fraction
+    )
+
+    def read(split: str) -> tuple[object, np.ndarray]:
+        source = builder.as_data_source(split=split)
+        labels = _read_labels(source, label_key)
+        _validate_examples(
+            name, np.zeros((len(labels), 1), np.float32), labels, num_classes, split
+        )
+        rows = np.arange(len(labels))
+        return StreamedArray(source, rows, image_key, image_shape), labels
+
+    x, y = read("train")
+    if "test" in builder.info.splits:
+        train_x, train_y = x, y
+        test_x, test_y = read("test")
+    else:
+        train_idx, test_idx = _stratified_test_split(name, y, test_fraction, split_seed)
+        train_x = StreamedArray(x.source, train_idx, image_key, image_shape)
+        test_x = StreamedArray(x.source, test_idx, image_key, image_shape)
+        train_y, test_y = y[train_idx], y[test_idx]
+    return Dataset(
+        name=name,
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        num_classes=num_classes,
+        split_seed=split_seed,
+    )
+
+
+def _open(name: str, split_seed: int, data_dir: str | None, test_fraction: float):
+    """Check the arguments, prepare the dataset and return its builder with
+    the image key, label key, class count and image shape."""
+    _check_arguments(name, split_seed, test_fraction)
+    data_dir = default_data_dir() if data_dir is None else os.fspath(data_dir)
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise DatasetError(
+            f"TFDS data directory {data_dir!r} is a file, not a directory; pass "
+            "a directory with --config.data_dir or $TFDS_DATA_DIR"
+        )
+    builder = _builder(name, data_dir)
+    # A builder defines its features before preparation, so an unsupported
+    # dataset fails here before anything is downloaded.
+    image_key, label_key = _supervised_keys(name, builder.info)
+    num_classes = _num_classes(name, builder.info, label_key)
+    # Builders of signals [length, channels] set SIGNAL_FEATURES.
+    signal = getattr(builder, "SIGNAL_FEATURES", False)
+    image_shape = _image_shape(name, builder.info, image_key, signal=signal)
+    _prepare(name, builder, data_dir)
+    _check_train_split(name, builder.info)
+    return builder, image_key, label_key, num_classes, image_shape
+
+
+def _read_labels(source, label_key: str) -> np.ndarray:
+    n = len(source)
+    labels = np.empty(n, dtype=np.int64)
+    for start in range(0, n, _READ_BATCH):
+        indices = list(range(start, min(start + _READ_BATCH, n)))
+        for index, record in zip(indices, read_records(source, indices), strict=True):
+            labels[index] = record[label_key]
+    return labels.astype(np.int32)
 
 
 def _check_arguments(name: str, split_seed: int, test_fraction: float) -> None:
@@ -324,19 +391,11 @@ def _read_split(
     labels = np.empty(n, dtype=np.int64)
     for start in range(0, n, _READ_BATCH):
         indices = list(range(start, min(start + _READ_BATCH, n)))
-        for index, record in zip(indices, _read_records(source, indices), strict=True):
+        for index, record in zip(indices, read_records(source, indices), strict=True):
             # The reshape adds the channel axis to 2-D (H, W) image features.
             images[index] = np.reshape(record[image_key], image_shape)
             labels[index] = record[label_key]
     return images, labels
-
-
-def _read_records(source, indices: list[int]) -> list[dict]:
-    # ArrayRecord data sources read a batch of records in one call.
-    read_batch = getattr(source, "__getitems__", None)
-    if read_batch is not None:
-        return list(read_batch(indices))
-    return [source[index] for index in indices]
 
 
 def _validate_examples(

@@ -8,6 +8,7 @@ pixel in test images then stay on the scale of their raw units.
 """
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -113,6 +114,49 @@ def fit_scaler(x: np.ndarray, kind: str = "minmax") -> Scaler:
     """Fit a scaler on the training pool x of shape [n, *feature_shape]."""
     _check_kind(kind)
     x = np.asarray(x)
+    _check_chunk(x)
+    feature_shape = tuple(int(size) for size in x.shape[1:])
+    if kind == "minmax":
+        return _minmax(np.float64(x.min()), np.float64(x.max()), feature_shape)
+    mean = x.mean(axis=0, dtype=np.float64)
+    std = x.std(axis=0, dtype=np.float64)
+    return _standard(mean, std, feature_shape)
+
+
+def fit_scaler_chunks(chunks: Iterable[np.ndarray], kind: str = "minmax") -> Scaler:
+    """Fit the scaler that `fit_scaler` fits on the chunks' concatenation,
+    holding one chunk in memory at a time (for streamed datasets).
+
+    Per-feature means and variances are merged chunk by chunk with Chan et
+    al.'s pairwise update, in float64.
+    """
+    _check_kind(kind)
+    count, low, high, mean, m2 = 0, np.inf, -np.inf, 0.0, 0.0
+    feature_shape = None
+    for chunk in chunks:
+        chunk = np.asarray(chunk)
+        _check_chunk(chunk)
+        feature_shape = tuple(int(size) for size in chunk.shape[1:])
+        low, high = (
+            min(low, np.float64(chunk.min())),
+            max(high, np.float64(chunk.max())),
+        )
+        n = len(chunk)
+        chunk_mean = chunk.mean(axis=0, dtype=np.float64)
+        chunk_m2 = np.square(chunk - chunk_mean).sum(axis=0, dtype=np.float64)
+        delta = chunk_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + chunk_m2 + np.square(delta) * (count * n / total)
+        count = total
+    if feature_shape is None:
+        raise DatasetError("fit_scaler_chunks got no chunks; the pool is empty")
+    if kind == "minmax":
+        return _minmax(low, high, feature_shape)
+    return _standard(mean, np.sqrt(m2 / count), feature_shape)
+
+
+def _check_chunk(x: np.ndarray) -> None:
     if x.ndim < 2 or len(x) == 0:
         raise DatasetError(
             f"fit_scaler needs a non-empty array of shape [n, *feature_shape], "
@@ -120,21 +164,22 @@ def fit_scaler(x: np.ndarray, kind: str = "minmax") -> Scaler:
         )
     if not np.all(np.isfinite(x)):
         raise DatasetError("fit_scaler input contains NaN or inf values")
-    feature_shape = tuple(int(size) for size in x.shape[1:])
-    if kind == "minmax":
-        low, high = np.float64(x.min()), np.float64(x.max())
-        if not high > low:
-            raise DatasetError(
-                f"cannot fit a minmax scaler on constant data (every value is "
-                f"{low}). Use kind='standard' or check the input."
-            )
-        params = {"min": np.asarray(low), "max": np.asarray(high)}
-    else:
-        mean = x.mean(axis=0, dtype=np.float64)
-        std = x.std(axis=0, dtype=np.float64)
-        std = np.where(std < _CONSTANT_STD, 1.0, std)
-        params = {"mean": mean, "std": std}
-    return Scaler(kind=kind, params=params, feature_shape=feature_shape)
+
+
+def _minmax(low: np.float64, high: np.float64, feature_shape) -> Scaler:
+    if not high > low:
+        raise DatasetError(
+            f"cannot fit a minmax scaler on constant data (every value is "
+            f"{low}). Use kind='standard' or check the input."
+        )
+    params = {"min": np.asarray(low), "max": np.asarray(high)}
+    return Scaler(kind="minmax", params=params, feature_shape=feature_shape)
+
+
+def _standard(mean: np.ndarray, std: np.ndarray, feature_shape) -> Scaler:
+    std = np.where(std < _CONSTANT_STD, 1.0, std)
+    params = {"mean": mean, "std": std}
+    return Scaler(kind="standard", params=params, feature_shape=feature_shape)
 
 
 def _check_kind(kind: str) -> None:
