@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             name=args.name,
         )
         title = report_title(args.name, list(experiment_datasets(config)))
-        print(write_report(rows, args.workdir, title))
+        chart = config.get("transfer_chart")
+        chart = None if chart is None else config_lib.to_dict(chart)
+        print(write_report(rows, args.workdir, title, transfer_chart=chart))
 
     return run_command(body)
 

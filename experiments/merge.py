@@ -110,5 +110,7 @@ def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
     )
     write_csv(os.path.join(out_dir, "results.csv"), rows)
     datasets = list(dict.fromkeys(row["dataset"] for row in rows))
-    write_report(rows, out_dir, report_title(grids[0].get("experiment"), datasets))
+    title = report_title(grids[0].get("experiment"), datasets)
+    chart = configs[0].get("transfer_chart")
+    write_report(rows, out_dir, title, transfer_chart=chart)
     return rows

@@ -29,6 +29,7 @@ import ml_collections
 from experiments import baselines
 from experiments import strategies as strategies_lib
 from experiments.strategies import Strategy
+from experiments.transfer_chart import check_chart
 from pretrain import config as config_lib
 from pretrain.data import label_split, load_dataset, parse_budget
 
@@ -107,6 +108,9 @@ def build_plan(experiment: ml_collections.ConfigDict, workdir: str) -> Plan:
     shared = strategies_lib.shared_finetune_config(experiment)
     _check_budgets(experiment, datasets, shared)
     _check_pretrain_datasets(strategies, shared)
+    if experiment.get("transfer_chart") is not None:
+        chart = config_lib.to_dict(experiment.transfer_chart)
+        check_chart(chart, datasets, tuple(experiment.budgets))
 
     runs = _pretrain_runs(experiment, strategies, datasets, workdir)
     cells = []

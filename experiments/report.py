@@ -15,6 +15,7 @@ from experiments.stats import (  # noqa: E402
     paired_difference,
     summary_stats,
 )
+from experiments.transfer_chart import chart_table, plot_chart  # noqa: E402
 from pretrain.workdir import write_text  # noqa: E402
 
 INTRO = (
@@ -274,9 +275,19 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(rows: list[dict], workdir: str, title: str, notes: str = "") -> str:
-    """Write results.md and accuracy_vs_labels.png to `workdir`; return the table."""
+def write_report(
+    rows: list[dict],
+    workdir: str,
+    title: str,
+    notes: str = "",
+    transfer_chart: dict | None = None,
+) -> str:
+    """Write results.md and accuracy_vs_labels.png to `workdir`, and with a
+    `transfer_chart` section also transfer_chart.png; return the table."""
     table = markdown_table(rows, title, notes)
+    if transfer_chart and rows:
+        table += "\n" + "\n".join(chart_table(rows, transfer_chart)) + "\n"
+        plot_chart(rows, transfer_chart, os.path.join(workdir, "transfer_chart.png"))
     write_text(os.path.join(workdir, "results.md"), table)
     if rows:
         plot_accuracy(rows, os.path.join(workdir, "accuracy_vs_labels.png"), title)

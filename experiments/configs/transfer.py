@@ -94,6 +94,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.pretrain = ml_collections.ConfigDict(
         {"hidden": (512, 256), "activation": "relu", "epochs": 50, "batch_size": 64}
     )
+    # results.md ends with the four quadrants; see experiments.transfer_chart.
+    config.transfer_chart = ml_collections.ConfigDict(
+        {
+            "similar": ("mnist5k_target",),
+            "different": ("mnist5k_rotated", "mnist5k_noise"),
+            "little": "100",
+            "much": "all",
+        }
+    )
     config.finetune = ml_collections.ConfigDict(
         {
             "lr_search": (0.5, 1.0, 2.0),
