@@ -219,6 +219,9 @@ class GridRunner:
             # The target data's scaling: the export's scaler, or refitted.
             "scaling": metrics.get("scaling"),
             "pretrain_scaling": cell.pretrain.config.scaling,
+            "pretrain_epochs": (
+                cell.pretrain.config.epochs if strategy.pretrained else None
+            ),
             # What `auto` chose; equal to `preset` for the other presets.
             "chosen_preset": metrics.get("preset"),
             "label_subset": os.path.join(cell.workdir, "labels.json"),

@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # no display needed; must run before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.epochs_plot import epoch_series, plot_epochs  # noqa: E402
 from experiments.stats import (  # noqa: E402
     accuracy_by_seed,
     budget_sort_key,
@@ -282,8 +283,10 @@ def write_report(
     notes: str = "",
     transfer_chart: dict | None = None,
 ) -> str:
-    """Write results.md and accuracy_vs_labels.png to `workdir`, and with a
-    `transfer_chart` section also transfer_chart.png; return the table."""
+    """Write results.md and accuracy_vs_labels.png to `workdir`; with a
+    `transfer_chart` section also transfer_chart.png, and where strategies
+    differ in pretraining epochs accuracy_vs_pretrain_epochs.png. Return
+    the table."""
     table = markdown_table(rows, title, notes)
     if transfer_chart and rows:
         table += "\n" + "\n".join(chart_table(rows, transfer_chart)) + "\n"
@@ -291,4 +294,7 @@ def write_report(
     write_text(os.path.join(workdir, "results.md"), table)
     if rows:
         plot_accuracy(rows, os.path.join(workdir, "accuracy_vs_labels.png"), title)
+    if epoch_series(rows):
+        path = os.path.join(workdir, "accuracy_vs_pretrain_epochs.png")
+        plot_epochs(rows, path, title)
     return table

@@ -33,12 +33,13 @@ COLUMNS = (
     "finetune_seconds",
     "scaling",
     "pretrain_scaling",
+    "pretrain_epochs",
     "chosen_preset",
     "label_subset",
     "pretrain_run",
     "architecture",
 )
-INT_COLUMNS = ("labels", "seed")
+INT_COLUMNS = ("labels", "seed", "pretrain_epochs")
 FLOAT_COLUMNS = (
     "test_accuracy",
     "val_accuracy",
@@ -98,7 +99,7 @@ def _parse_row(row: dict) -> dict:
     parsed = dict(row)
     for column in INT_COLUMNS:
         if column in row:
-            parsed[column] = int(row[column])
+            parsed[column] = int(row[column]) if row[column] != "" else None
     for column in FLOAT_COLUMNS:
         if column in row:
             parsed[column] = float(row[column]) if row[column] != "" else None
