@@ -1,10 +1,10 @@
 """Downstream accuracy against pretraining length.
 
-A grid whose strategies differ only in `pretrain.epochs` (for example
-`ae_e1`, `ae_e10` and `ae_e30` in `experiments pretrain_length`) gets one
-line per (pretraining method, preset, label budget): the fine-tuned test
-accuracy and, dashed in the same colour, the linear probe of the frozen
-codes.
+Some grids have strategies that differ only in `pretrain.epochs`, such as
+`ae_e1`, `ae_e10` and `ae_e30` in `experiments pretrain_length`. Their plot
+has one line per (pretraining method, preset, label budget) for the
+fine-tuned test accuracy. A dashed line in the same colour gives the linear
+probe of the frozen codes.
 """
 
 import os

@@ -39,15 +39,17 @@ def test_series_sorted_by_epochs_with_mean_and_interval():
         ("digits", "ae", "gradual", "100")
     ]
     assert (e1, e10) == (1, 10)
-    assert mean1 == pytest.approx(0.5) and half1 == 0.0
-    assert mean10 == pytest.approx(0.81) and half10 > 0
+    assert mean1 == pytest.approx(0.5)
+    assert half1 == 0.0
+    assert mean10 == pytest.approx(0.81)
+    assert half10 > 0
 
 
 def test_probe_series_skips_rows_without_a_probe():
     assert epoch_series(rows(), "probe_linear") == {}
 
 
-def test_report_draws_the_epochs_plot_only_when_lengths_vary(tmp_path):
+def test_epochs_plot_needs_two_lengths(tmp_path):
     for name in ("varied", "single"):
         (tmp_path / name).mkdir()
     write_report(rows(), str(tmp_path / "varied"), "grid")

@@ -4,10 +4,10 @@ Command::
 
     experiments pretrain_length --workdir runs/pretrain_length
 
-One method per dense family, each pretrained for 1, 3, 10 and 30 epochs
-(per layer for the stacked ones) with widths (256, 128): the stacked
-autoencoder `ae`, the deep belief network `dbn` and masked-feature
-prediction `masked_features`, whose learning-rate warm-up lasts
+Three dense methods, one per family, are pretrained with widths (256, 128)
+for 1, 3, 10 and 30 epochs (per layer for the stacked ones). They are the
+stacked autoencoder `ae`, the deep belief network `dbn` and masked-feature
+prediction `masked_features`. The warm-up of `masked_features` lasts
 min(5, epochs // 3) epochs. Each export is fine-tuned with `gradual` and
 probed with logistic regression on its frozen codes. `scratch` trains the
 same MLP from a random start. results.md lists every length as its own
