@@ -287,6 +287,20 @@ def test_weight_decay_spares_biases():
     np.testing.assert_array_equal(updates["hidden_bias"], 0.0)
 
 
+def test_plain_sgd_when_momentum_and_decay_are_off():
+    config = rbm_settings(
+        weight_decay=0.0, momentum_initial=0.0, momentum_final=0.0, learning_rate=0.5
+    )
+    tx = rbm.rbm_optimizer(config, steps_per_epoch=1)
+    params = {"kernel": jnp.ones(2), "hidden_bias": jnp.ones(2)}
+    grads = {"kernel": jnp.array([1.0, -2.0]), "hidden_bias": jnp.array([4.0, 0.0])}
+    state = tx.init(params)
+    for _ in range(2):  # no velocity carries over from the first step
+        updates, state = tx.update(grads, state, params)
+        np.testing.assert_allclose(updates["kernel"], [-0.5, 1.0])
+        np.testing.assert_allclose(updates["hidden_bias"], [-2.0, 0.0])
+
+
 def test_bernoulli_input_out_of_range(tmp_path):
     config = rbm_settings(epochs=1)
     context = PretrainContext(
