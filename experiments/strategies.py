@@ -3,8 +3,10 @@
 A strategy is either a `(method, preset)` tuple or a dict with the keys in
 `STRATEGY_KEYS`. `method` is a pretraining method ("" for scratch) and
 `preset` a fine-tuning preset (default "gradual"). `pretrain` and `finetune`
-are overrides for this strategy only. `datasets` is a subset of the
-experiment's datasets (default: all of them). `architecture` is for scratch
+are overrides for this strategy only. `datasets` lists the datasets it runs
+on (default: all of the experiment's). Names outside the experiment's
+`datasets` are skipped with a warning, so `--config.datasets` can narrow a
+grid; a strategy left with none does not run. `architecture` is for scratch
 only: the pretrained strategy whose export gives the architecture (default:
 the first pretrained strategy by name, the order in which ml_collections
 lists the keys). `pretrain_dataset` is for pretrained strategies only: the
@@ -30,6 +32,7 @@ Config rules, in the order they apply:
 
 import dataclasses
 import difflib
+import logging
 import re
 from collections.abc import Mapping
 
@@ -40,6 +43,8 @@ from pretrain import config as config_lib
 from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
 from pretrain.methods import get_method
+
+logger = logging.getLogger(__name__)
 
 STRATEGY_KEYS = (
     "method",
@@ -103,6 +108,7 @@ def parse_strategies(experiment: ml_collections.ConfigDict) -> list[Strategy]:
         _parse_one(name, value, datasets)
         for name, value in experiment.strategies.items()
     ]
+    strategies = [s for s in strategies if s.datasets]
     pretrained = [s.name for s in strategies if s.pretrained]
     if not pretrained:
         raise ConfigError("an experiment needs at least one pretrained strategy")
@@ -139,13 +145,25 @@ def _parse_one(name: str, value, datasets: tuple[str, ...]) -> Strategy:
                 fields[field],
                 f"not a strategy key{hint} Valid keys: {list(STRATEGY_KEYS)}",
             )
+    own = tuple(fields.get("datasets") or datasets)
+    outside = [d for d in own if d not in datasets]
+    if outside:
+        # A grid narrowed with --config.datasets skips a strategy where the
+        # narrowed list leaves it no dataset.
+        logger.warning(
+            "strategy %s: datasets %s are not among the experiment's %s; "
+            "it does not run on them",
+            name,
+            outside,
+            list(datasets),
+        )
     strategy = Strategy(
         name=name,
         method=fields.get("method", ""),
         preset=fields.get("preset", "gradual"),
         pretrain=dict(fields.get("pretrain") or {}),
         finetune=dict(fields.get("finetune") or {}),
-        datasets=tuple(fields.get("datasets") or datasets),
+        datasets=tuple(d for d in own if d in datasets),
         architecture=fields.get("architecture", ""),
         pretrain_dataset=fields.get("pretrain_dataset", ""),
     )
@@ -200,13 +218,6 @@ def _check_strategy(strategy: Strategy, datasets: tuple[str, ...]) -> None:
             strategy.pretrain_dataset,
             "scratch takes no pretrain_dataset; set it on its architecture",
         )
-    unknown = sorted(set(strategy.datasets) - set(datasets))
-    config_lib.check(
-        not unknown,
-        f"{key}.datasets",
-        strategy.datasets,
-        f"{unknown} are not among the experiment's datasets {list(datasets)}",
-    )
     for section in ("pretrain", "finetune"):
         for field in getattr(strategy, section):
             config_lib.check(

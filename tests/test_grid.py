@@ -404,3 +404,20 @@ def test_probe_codes_use_refit_scaling(data_dir, tmp_path):
     codes = predict(loaded.module, lambda m, x: m(x), scaler.apply(pool))
     assert not (exported[0] == refit[0]).all()
     assert abs(refit[0] - codes.reshape(len(codes), -1)).max() < 1e-6
+
+
+def test_narrowed_datasets_skip_strategies_outside_them(tmp_path):
+    strategies = ml_collections.ConfigDict(
+        {
+            "ae": ("ae", "gradual"),
+            "dae_far": {"method": "dae", "datasets": ("mnist1d",)},
+            "dae_both": {"method": "dae", "datasets": ("digits", "mnist1d")},
+            "scratch": {"preset": "scratch", "architecture": "ae"},
+        }
+    )
+    experiment = tiny_experiment(
+        datasets=("digits",), strategies=strategies, baselines=False
+    )
+    plan = build_plan(experiment, str(tmp_path))
+    cells = [(cell.dataset, cell.strategy.name) for cell in plan.cells]
+    assert cells == [("digits", "ae"), ("digits", "dae_both"), ("digits", "scratch")]
