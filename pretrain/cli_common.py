@@ -106,10 +106,9 @@ def initialize_distributed(requested: bool) -> bool:
 
     It must run before any JAX computation. Values missing from the
     environment are left to JAX, which detects them on SLURM, Open MPI and
-    Cloud TPU. TODO: every process writes the run directory (config.json,
-    checkpoints, the export) and only `MetricWriter` is limited to process 0,
-    so give each process its own --workdir until the writers check
-    `jax.process_index()`.
+    Cloud TPU. A run of more than one process raises ConfigError after the
+    initialisation, because the commands' checkpoints and exports do not
+    support it yet.
     """
     if not requested and not any(os.environ.get(name) for name in DISTRIBUTED_ENV):
         return False
@@ -120,6 +119,10 @@ def initialize_distributed(requested: bool) -> bool:
         "num_processes": _env_int("JAX_NUM_PROCESSES"),
         "process_id": _env_int("JAX_PROCESS_ID"),
     }
+    if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
+        # CPU processes need a collectives backend for the gradient
+        # all-reduce; gloo ships with jaxlib. GPU and TPU ignore this.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**arguments)
     logger.info(
         "distributed run: process %d of %d, %d devices in all",
@@ -128,7 +131,17 @@ def initialize_distributed(requested: bool) -> bool:
         jax.device_count(),
     )
     if jax.process_count() > 1:
-        logger.warning("every process writes its --workdir; give each process its own")
+        # TODO: let process 0 alone write run files and exports, and give
+        # orbax one shared checkpoint directory that every process saves to.
+        raise ConfigError(
+            f"this command ran as process {jax.process_index()} of "
+            f"{jax.process_count()}, but the pretrain, finetune and experiments "
+            "commands do not run across processes yet: orbax checkpoints of one "
+            "run directory per process wait for each other and time out. Run one "
+            "process with all of its machine's devices, or train across processes "
+            "with pretrain.train.PhaseTrainer from your own script "
+            "(docs/scaling.md)"
+        )
     return True
 
 

@@ -77,7 +77,22 @@ def record_initialize(monkeypatch) -> list[dict]:
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
+    # Set, so that the command leaves this process's JAX config alone.
+    monkeypatch.setenv("JAX_CPU_COLLECTIVES_IMPLEMENTATION", "gloo")
     return calls
+
+
+def test_commands_refuse_more_than_one_process(monkeypatch, tmp_path, capsys):
+    import jax
+
+    from pretrain.cli import main
+
+    record_initialize(monkeypatch)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    argv = ["ae", "--workdir", str(tmp_path / "run"), "--distributed"]
+    assert main(argv) == 2
+    assert "do not run across processes" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_distributed_flag_initializes(monkeypatch, tmp_path):
