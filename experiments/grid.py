@@ -42,7 +42,7 @@ from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
 from pretrain.data import LabelSplit
 from pretrain.provenance import provenance
-from pretrain.workdir import check_workdir, write_json
+from pretrain.workdir import check_workdir, with_added_keys, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _finished(workdir: str, output: str, config: dict) -> bool:
     if not os.path.isfile(os.path.join(workdir, output)):
         return False
     with open(os.path.join(workdir, "config.json")) as f:
-        saved = json.load(f)
+        saved = with_added_keys(json.load(f), config)
     if saved != config:
         changed = sorted(
             k for k in set(saved) | set(config) if saved.get(k) != config.get(k)

@@ -108,6 +108,22 @@ def remove_run_outputs(workdir: str, *, remove_empty: bool = False) -> None:
         os.rmdir(workdir)
 
 
+# Config keys added after runs were saved without them, with the value that
+# gives the behaviour those runs had, so that such runs still count as the
+# same config when resumed or reused.
+ADDED_KEYS = {"stream": False}
+
+
+def with_added_keys(saved: dict, config: dict) -> dict:
+    """`saved` with each `ADDED_KEYS` entry that `config` has and it lacks."""
+    added = {
+        key: value
+        for key, value in ADDED_KEYS.items()
+        if key in config and key not in saved
+    }
+    return {**saved, **added}
+
+
 def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
     """Prepare `workdir` for a run of `config`; return True when resuming.
 
@@ -118,7 +134,7 @@ def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
     path = os.path.join(workdir, "config.json")
     if os.path.isfile(path):
         with open(path) as f:
-            saved = json.load(f)
+            saved = with_added_keys(json.load(f), config)
         if saved == config:
             return True
         if not overwrite:

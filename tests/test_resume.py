@@ -121,3 +121,13 @@ def test_changed_config_rejected(data_dir, tmp_path, capsys):
     assert pretrain_main(changed) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert pretrain_main([*changed, "--overwrite"]) == 0
+
+
+def test_run_saved_before_a_key_was_added_still_resumes(tmp_path):
+    from pretrain.workdir import WorkdirError, start_run
+
+    old = {"method": "ae", "epochs": 3}
+    start_run(str(tmp_path), old, overwrite=False)
+    assert start_run(str(tmp_path), {**old, "stream": False}, overwrite=False)
+    with pytest.raises(WorkdirError, match="stream"):
+        start_run(str(tmp_path), {**old, "stream": True}, overwrite=False)
