@@ -165,7 +165,10 @@ def plot_chart(rows: list[dict], chart: dict, path: str) -> None:
             ax.set_ylabel("mean test accuracy")
             ax.grid(alpha=0.3, axis="y")
             if entries:
-                ax.legend(fontsize="small", loc="lower right")
+                # Headroom above the bars keeps the legend off them.
+                top = max(max(e["means"].values()) for e in entries)
+                ax.set_ylim(0, 1.25 * top)
+                ax.legend(fontsize="small", loc="upper right", ncol=len(entries))
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100, bbox_inches="tight")

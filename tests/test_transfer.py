@@ -378,6 +378,18 @@ def test_auto_rejects_mismatched_stats(export_without_stats, data_dir):
         auto.choose_for_run(config, loaded, pool, labels=20)
 
 
+def test_auto_warns_of_a_far_shift(tiny_export, data_dir, caplog):
+    config = finetune_config(
+        tiny_export, data_dir, preset="auto", auto_similarity_threshold=1e-9
+    )
+    loaded = load_encoder(tiny_export)
+    pool = load_dataset("mnist5k_8x8", data_dir=data_dir).train_x[:50]
+    with caplog.at_level(logging.WARNING, logger="finetune.auto"):
+        choice = auto.choose_for_run(config, loaded, loaded.scaler.apply(pool), 20)
+    assert choice.code_shift > 0
+    assert "no better than scratch" in caplog.text
+
+
 # End to end
 
 
