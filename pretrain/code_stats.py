@@ -86,7 +86,11 @@ def read_code_stats(export_dir: str) -> dict[str, Any] | None:
             f"{path!r} is not valid JSON ({error}); delete it or rerun `pretrain`"
         ) from None
     if not isinstance(stored, dict) or set(stored) != _KEYS:
-        found = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
+        found = (
+            f"keys {sorted(stored)}"
+            if isinstance(stored, dict)
+            else f"a {type(stored).__name__}"
+        )
         raise ExportError(
             f"{path!r} must hold a JSON object with keys {sorted(_KEYS)}, got "
             f"{found}; delete it or rerun `pretrain`"

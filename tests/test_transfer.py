@@ -244,6 +244,15 @@ def test_broken_code_stats_rejected(export_without_stats):
         read_code_stats(export_without_stats)
 
 
+def test_empty_code_stats_named_as_no_keys(export_without_stats):
+    path = os.path.join(export_without_stats, CODE_STATS_FILE)
+    with open(path, "w") as f:
+        json.dump({}, f)
+    with pytest.raises(ExportError, match=r"got keys \[\];"):
+        read_code_stats(export_without_stats)
+    os.remove(path)
+
+
 def test_shift_zero_for_same_stats():
     stats = code_statistics(np.random.default_rng(0).normal(size=(50, 4)))
     assert standardized_shift(stats, stats) == 0.0
