@@ -119,22 +119,11 @@ def load_dataset(
         _validate_examples(name, x, y, num_classes, split=split)
         return x, y.astype(np.int32)
 
-    x, y = read("train")
-    if "test" in builder.info.splits:
-        train_x, train_y = x, y
-        test_x, test_y = read("test")
-    else:
-        train_idx, test_idx = _stratified_test_split(name, y, test_fraction, split_seed)
-        train_x, train_y = x[train_idx], y[train_idx]
-        test_x, test_y = x[test_idx], y[test_idx]
-    return Dataset(
-        name=name,
-        train_x=train_x,
-        train_y=train_y,
-        test_x=test_x,
-        test_y=test_y,
-        num_classes=num_classes,
-        split_seed=split_seed,
+    def select(x, rows):
+        return x[rows]
+
+    return _assemble(
+        name, builder, read, select, num_classes, split_seed, test_fraction
     )
 
 
@@ -165,15 +154,27 @@ def load_streamed_dataset(
         rows = np.arange(len(labels))
         return StreamedArray(source, rows, image_key, image_shape), labels
 
+    def select(x, rows):
+        return x.subset(rows)
+
+    return _assemble(
+        name, builder, read, select, num_classes, split_seed, test_fraction
+    )
+
+
+def _assemble(
+    name, builder, read, select, num_classes, split_seed, test_fraction
+) -> Dataset:
+    """Build the Dataset from `read(split) -> (x, y)`: the `test` split when
+    there is one, else a stratified split of `train` (`select(x, rows)`)."""
     x, y = read("train")
     if "test" in builder.info.splits:
         train_x, train_y = x, y
         test_x, test_y = read("test")
     else:
         train_idx, test_idx = _stratified_test_split(name, y, test_fraction, split_seed)
-        train_x = StreamedArray(x.source, train_idx, image_key, image_shape)
-        test_x = StreamedArray(x.source, test_idx, image_key, image_shape)
-        train_y, test_y = y[train_idx], y[test_idx]
+        train_x, train_y = select(x, train_idx), y[train_idx]
+        test_x, test_y = select(x, test_idx), y[test_idx]
     return Dataset(
         name=name,
         train_x=train_x,

@@ -84,6 +84,12 @@ class StreamedArray:
             x = np.asarray(transform(x), np.float32)
         return x
 
+    def subset(self, index) -> "StreamedArray":
+        """The rows `self.rows[index]`, still unread."""
+        return StreamedArray(
+            self.source, self.rows[index], self.key, self.row_shape, self.transforms
+        )
+
     def map(self, transform: Transform) -> "StreamedArray":
         """The same rows with `transform` applied after the current transforms."""
         return StreamedArray(
