@@ -214,7 +214,8 @@ def comparison_note(rows: list[dict], budget: str = "100") -> str:
     text = (
         f"At {budget} labels the best pretrained strategy, {best}, scores "
         f"{ours:.4f} against scratch's {theirs:.4f} on the same "
-        f"{len(seeds)} seeds. The paired difference is {difference['mean']:+.4f}"
+        f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}. The paired "
+        f"difference is {difference['mean']:+.4f}"
     )
     p_value = difference["p"]
     if p_value is None:

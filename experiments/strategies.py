@@ -292,6 +292,10 @@ def pretrain_config(
     )
     pretrain_run.check_common(config)
     get_method(strategy.method).check_config(config)
+    try:
+        pretrain_run.check_stream(strategy.method, config)
+    except ConfigError as error:
+        raise ConfigError(f"strategy {strategy.name!r}: {error}") from None
     return config
 
 

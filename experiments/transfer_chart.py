@@ -16,6 +16,7 @@ difference over seeds, so a win inside the seed-to-seed spread reads as a
 tie. Baselines are left out: the chart compares ways to fine-tune.
 """
 
+import logging
 import os
 
 import matplotlib
@@ -26,6 +27,8 @@ import numpy as np  # noqa: E402
 
 from experiments.stats import accuracy_by_seed, paired_difference  # noqa: E402
 from pretrain import config as config_lib  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 CHART_KEYS = ("similar", "different", "little", "much")
 SIMILARITIES = ("similar", "different")
@@ -43,13 +46,30 @@ def check_chart(chart: dict, datasets: tuple[str, ...], budgets: tuple) -> None:
         f"needs exactly the keys {list(CHART_KEYS)} (unknown {unknown}, "
         f"missing {missing})",
     )
+    both = sorted(set(chart["similar"]) & set(chart["different"]))
+    config_lib.check(
+        not both,
+        "transfer_chart.different",
+        chart["different"],
+        f"lists {both}, which transfer_chart.similar lists too; name each once",
+    )
+    config_lib.check(
+        str(chart["little"]) != str(chart["much"]),
+        "transfer_chart.much",
+        chart["much"],
+        "must differ from transfer_chart.little",
+    )
     for similarity in SIMILARITIES:
-        for dataset in chart[similarity]:
-            config_lib.check(
-                dataset in datasets,
-                f"transfer_chart.{similarity}",
-                dataset,
-                f"is not a dataset of this experiment; use one of {list(datasets)}",
+        outside = [d for d in chart[similarity] if d not in datasets]
+        if outside:
+            # As with strategies, a grid narrowed with --config.datasets
+            # leaves these quadrants' other datasets out of the chart.
+            logger.warning(
+                "transfer_chart.%s: %s are not among the experiment's datasets "
+                "%s; the chart leaves them out",
+                similarity,
+                outside,
+                list(datasets),
             )
     for size in SIZES:
         config_lib.check(
@@ -115,7 +135,9 @@ def _entry_text(entry: dict) -> str:
         return text
     text += f" (+{margin['mean']:.4f} over {entry['second']}"
     p = margin["p"]
-    if p is not None:
+    if margin["seeds"] < 2:
+        text += ", one seed, so no test"
+    elif p is not None:
         text += f", p = {p:.3f}"
         if p >= 0.05:
             text += ", a tie"

@@ -124,13 +124,34 @@ def load_config_file(path: str) -> dict[str, Any]:
             raise ConfigError(f"config file {path!r} must hold a JSON object")
         return _flatten(values)
     if path.endswith(".py"):
-        spec = importlib.util.spec_from_file_location("user_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        if not hasattr(module, "get_config"):
-            raise ConfigError(f"config file {path!r} defines no get_config()")
-        return _flatten(dict(module.get_config()))
+        return _flatten(_run_config_module(path))
     raise ConfigError(f"config file {path!r} must end in .py or .json")
+
+
+def _run_config_module(path: str) -> dict[str, Any]:
+    """Import a `.py` config file and return what its `get_config()` gives."""
+    spec = importlib.util.spec_from_file_location("user_config", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise ConfigError(
+            f"config file {path!r} has a syntax error at line {error.lineno}: "
+            f"{error.msg}"
+        ) from None
+    except Exception as error:  # the file is user code: any error may come
+        raise ConfigError(
+            f"config file {path!r} failed to import: {type(error).__name__}: {error}"
+        ) from None
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} defines no get_config()")
+    try:
+        return dict(module.get_config())
+    except Exception as error:  # user code again
+        raise ConfigError(
+            f"get_config() in config file {path!r} raised "
+            f"{type(error).__name__}: {error}; fix the file"
+        ) from None
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -96,11 +96,11 @@ def run(
     directory.
     """
     trainer_method = get_method(method)
+    check_stream(method, config)
     if trainer_method.run is not None:
         return trainer_method.run(config, workdir, overwrite=overwrite)
     check_common(config)
     trainer_method.check_config(config)
-    _check_stream(method, config)
     workdir = check_workdir(workdir)
     load = load_streamed_dataset if config.stream else load_dataset
     dataset = load(
@@ -177,8 +177,9 @@ def run(
     return export_dir
 
 
-def _check_stream(method: str, config: ml_collections.ConfigDict) -> None:
-    if not config.stream:
+def check_stream(method: str, config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for --config.stream on a method that cannot stream."""
+    if not config.get("stream", False):
         return
     streaming = sorted(name for name, m in all_methods().items() if m.streams)
     config_lib.check(

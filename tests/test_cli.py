@@ -199,8 +199,40 @@ def broken_export(tmp_path, export, how):
     return str(path)
 
 
+def config_file(tmp_path, text: str) -> str:
+    path = tmp_path / "user_config.py"
+    path.write_text(text)
+    return str(path)
+
+
 BAD_INPUT = [
     # (name, command, argv builder, message fragment)
+    (
+        "config file with a syntax error",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config", config_file(t, "def get_config(:\n")),
+        "syntax error at line 1",
+    ),
+    (
+        "config file whose get_config raises",
+        "pretrain",
+        lambda t, e: bad_pretrain(
+            t, "--config", config_file(t, "def get_config():\n    return 1 / 0\n")
+        ),
+        "ZeroDivisionError",
+    ),
+    (
+        "stream on a method that cannot",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.stream=true", method="rbm"),
+        "streaming works with",
+    ),
+    (
+        "stream on bert",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.stream=true", method="bert"),
+        "streaming works with",
+    ),
     (
         "unknown dataset",
         "pretrain",

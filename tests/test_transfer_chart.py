@@ -64,11 +64,28 @@ def test_report_writes_the_chart(tmp_path):
 @pytest.mark.parametrize(
     "change, key",
     [
-        ({"similar": ("elsewhere",)}, "transfer_chart.similar"),
+        ({"different": ("near", "far")}, "transfer_chart.different"),
         ({"much": "5000"}, "transfer_chart.much"),
+        ({"much": "100"}, "transfer_chart.much"),
         ({"extra": 1}, "transfer_chart"),
     ],
 )
 def test_bad_chart_is_rejected(change, key):
     with pytest.raises(ConfigError, match=key):
         check_chart({**CHART, **change}, ("near", "far"), ("100", "all"))
+
+
+def test_chart_skips_datasets_outside_a_narrowed_grid(caplog):
+    with caplog.at_level("WARNING", logger="experiments.transfer_chart"):
+        check_chart(
+            {**CHART, "different": ("far", "elsewhere")},
+            ("near", "far"),
+            ("100", "all"),
+        )
+    assert "elsewhere" in caplog.text
+
+
+def test_single_seed_winner_says_no_test():
+    rows = [r for r in grid_rows() if r["seed"] == 0]
+    table = "\n".join(chart_table(rows, CHART))
+    assert "one seed, so no test" in table

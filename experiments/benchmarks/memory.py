@@ -13,7 +13,9 @@ Then it runs the largest size both ways again under an address-space limit
 (RLIMIT_AS) of `--cap-mib`, by default the streamed run's peak virtual size
 plus a quarter of the dataset's float32 size. The cap leaves the run less
 room than the pool would take in memory, so the streamed run should finish
-and the in-memory run should fail.
+and the in-memory run should fail; the last line it printed says how. At
+small sizes the room is small too, so the capped runs mean something at
+32,000 examples and more.
 
     python -m experiments.benchmarks.memory [--sizes 2000 4000 8000]
 """
@@ -123,10 +125,16 @@ def worker(dataset: str, data_dir: str, workdir: str, stream: bool, cap_mib: int
     )
 
 
+# Seconds before a worker is stopped. Under a cap, a worker whose background
+# threads cannot start may hang instead of failing.
+WORKER_TIMEOUT = 600
+
+
 def measure(
     size: int, data_dir: str, workdir: str, stream: bool, cap_mib: int = 0
-) -> dict | None:
-    """Peaks of one worker run; None when it failed under a cap."""
+) -> dict:
+    """Peaks of one worker run. Under a cap a failed run gives {"failed":
+    the last line it printed}."""
     dataset = prepare(size, data_dir)
     mode = "stream" if stream else "memory"
     command = [
@@ -142,10 +150,22 @@ def measure(
         "--cap-mib",
         str(cap_mib),
     ] + (["--stream"] if stream else [])
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=WORKER_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        if cap_mib:
+            return {"failed": f"no result within {WORKER_TIMEOUT} s"}
+        raise
     if done.returncode != 0:
         if cap_mib:
-            return None
+            lines = done.stderr.strip().splitlines() or ["(no output)"]
+            return {"failed": lines[-1][-200:]}
         raise RuntimeError(
             f"memory worker for {dataset} failed:\n{done.stderr[-3000:]}"
         )
@@ -158,6 +178,8 @@ def run(sizes: list[int], data_dir: str | None = None, cap_mib: int = 0) -> None
     unknown = sorted(set(sizes) - set(SIZES))
     if unknown:
         raise ValueError(f"sizes {unknown} have no bench_images config; use {SIZES}")
+    if len(sizes) < 2:
+        raise ValueError("give at least two sizes, to measure the growth between them")
     sizes = sorted(sizes)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = data_dir or os.path.join(tmp, "tfds")
@@ -185,13 +207,14 @@ def run(sizes: list[int], data_dir: str | None = None, cap_mib: int = 0) -> None
         f"  under RLIMIT_AS = {cap_mib} MiB, {largest} examples "
         f"({pool_mib:.0f} MiB as float32):"
     )
+    room = cap_mib - rows[True][-1][1]["vm_kib"] / 1024
+    print(f"    (room beyond the streamed run's peak virtual size: {room:.0f} MiB)")
     for stream in (False, True):
         result = capped[stream]
-        outcome = (
-            "failed (out of memory)"
-            if result is None
-            else f"finished, peak RSS {result['peak_kib'] / 1024:.1f} MiB"
-        )
+        if "failed" in result:
+            outcome = f"failed: {result['failed']}"
+        else:
+            outcome = f"finished, peak RSS {result['peak_kib'] / 1024:.1f} MiB"
         print(f"    {'streamed' if stream else 'in memory'}: {outcome}")
 
 
@@ -227,8 +250,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.data_dir, args.workdir, args.stream, args.cap_mib)
-    else:
+        return
+    try:
         run(args.sizes, args.data_dir, args.cap_mib)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -125,7 +125,9 @@ def fit_scaler(x: np.ndarray, kind: str = "minmax") -> Scaler:
 
 def fit_scaler_chunks(chunks: Iterable[np.ndarray], kind: str = "minmax") -> Scaler:
     """Fit the scaler that `fit_scaler` fits on the chunks' concatenation,
-    holding one chunk in memory at a time (for streamed datasets).
+    holding one chunk in memory at a time (for streamed datasets). The
+    standard scaler's float64 means and deviations may differ from
+    `fit_scaler`'s in the last digits, since the sums run in another order.
 
     Per-feature means and variances are merged chunk by chunk with Chan et
     al.'s pairwise update, in float64.
