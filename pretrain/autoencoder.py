@@ -196,9 +196,11 @@ def _scan(config: ml_collections.ConfigDict) -> bool:
 
 
 def encode_pool(layer: nnx.Module, inputs):
-    """The codes of `inputs` under one trained layer: computed now for an
-    array, and batch by batch on each read for a streamed pool, which keeps
-    memory flat at the cost of re-encoding every epoch."""
+    """Encode `inputs` with one trained layer.
+
+    An array is encoded now. A streamed pool is encoded batch by batch on
+    each read, which keeps memory flat at the cost of re-encoding every epoch.
+    """
     if isinstance(inputs, StreamedArray):
         return inputs.map(functools.partial(predict, layer, _encode_layer))
     return predict(layer, _encode_layer, inputs)

@@ -123,7 +123,7 @@ def test_changed_config_rejected(data_dir, tmp_path, capsys):
     assert pretrain_main([*changed, "--overwrite"]) == 0
 
 
-def test_run_saved_before_a_key_was_added_still_resumes(tmp_path):
+def test_resume_fills_added_keys(tmp_path):
     from pretrain.workdir import WorkdirError, start_run
 
     old = {"method": "ae", "epochs": 3}

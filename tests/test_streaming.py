@@ -23,7 +23,7 @@ def both(data_dir):
     return in_memory, streamed
 
 
-def test_streamed_rows_match_the_loaded_arrays(both):
+def test_streamed_rows_match_loaded(both):
     in_memory, streamed = both
     assert isinstance(streamed.train_x, StreamedArray)
     assert streamed.train_x.shape == in_memory.train_x.shape
@@ -37,7 +37,7 @@ def test_streamed_rows_match_the_loaded_arrays(both):
     np.testing.assert_array_equal(streamed.test_x[:10], in_memory.test_x[:10])
 
 
-def test_map_and_reshape_apply_per_read(both):
+def test_map_and_reshape_per_read(both):
     in_memory, streamed = both
     flat = streamed.train_x.map(lambda x: 2 * x).reshape(len(streamed.train_x), -1)
     assert flat.shape == (len(in_memory.train_x), 64)
@@ -47,7 +47,7 @@ def test_map_and_reshape_apply_per_read(both):
         streamed.train_x.reshape(8, 8)
 
 
-def test_whole_array_conversion_is_refused(both):
+def test_whole_array_conversion_rejected(both):
     with pytest.raises(TypeError, match="batch by batch"):
         np.asarray(both[1].train_x)
 
@@ -81,7 +81,7 @@ def _dae_config(data_dir, **changes):
     return config_lib.build_config(lambda: default_config("dae"), overrides=overrides)
 
 
-def test_streamed_pretraining_matches_in_memory(data_dir, tmp_path):
+def test_streamed_pretraining_matches_memory(data_dir, tmp_path):
     # Same rows, scaler, data order and per-step keys; only where the batches
     # come from differs.
     exports = [
@@ -96,7 +96,7 @@ def test_streamed_pretraining_matches_in_memory(data_dir, tmp_path):
     assert os.path.exists(os.path.join(exports[1], "code_stats.json"))
 
 
-def test_stream_with_a_method_that_cannot_is_rejected(data_dir, tmp_path):
+def test_stream_rejected_for_rbm(data_dir, tmp_path):
     config = config_lib.build_config(
         lambda: default_config("rbm"),
         overrides={"data_dir": data_dir, "stream": True, "epochs": 1},

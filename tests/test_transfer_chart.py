@@ -47,7 +47,7 @@ def test_winner_per_quadrant_and_baselines_left_out():
     assert margin["p"] is None  # the same difference on every seed
 
 
-def test_chart_calls_a_win_inside_the_spread_a_tie():
+def test_chart_marks_ties():
     table = "\n".join(chart_table(grid_rows(), CHART))
     different = next(line for line in table.splitlines() if line.startswith("| diff"))
     assert "a tie" in different

@@ -4,7 +4,7 @@
 trains on it: it has a length, a shape, and fancy indexing by row numbers.
 Indexing reads those rows from the `array_record` data source and applies
 the array's transforms (scaling, flattening, the encoders of lower layers),
-so memory holds one batch, not the split. `pretrain.train.PhaseTrainer`
+so memory contains one batch, not the split. `pretrain.train.PhaseTrainer`
 indexes its data once per step when `scan=False`, which is how `--config.stream`
 pretrains on a dataset larger than memory.
 
@@ -19,7 +19,7 @@ import numpy as np
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
-# Rows per read when a whole split is walked (scaler fit, checks).
+# Rows per read when the scaler fit walks a whole split.
 CHUNK_ROWS = 1024
 
 
@@ -54,7 +54,7 @@ class StreamedArray:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """(n, *shape of one transformed row); one row is read to learn it."""
+        """Return (n, *shape of one transformed row); the first call reads a row."""
         if self._shape is None:
             if not self.transforms:
                 self._shape = (len(self), *self.row_shape)
@@ -85,13 +85,13 @@ class StreamedArray:
         return x
 
     def subset(self, index) -> "StreamedArray":
-        """The rows `self.rows[index]`, still unread."""
+        """Return the rows `self.rows[index]` as a new array, without reading them."""
         return StreamedArray(
             self.source, self.rows[index], self.key, self.row_shape, self.transforms
         )
 
     def map(self, transform: Transform) -> "StreamedArray":
-        """The same rows with `transform` applied after the current transforms."""
+        """Return the same rows with `transform` applied after the current ones."""
         return StreamedArray(
             self.source,
             self.rows,
@@ -101,7 +101,7 @@ class StreamedArray:
         )
 
     def reshape(self, n: int, *shape: int) -> "StreamedArray":
-        """Only the flattening `reshape(len(x), -1)` that dense encoders use."""
+        """Flatten each row: only `reshape(len(x), -1)`, as dense encoders call it."""
         if n != len(self) or shape != (-1,):
             raise ValueError(
                 f"a streamed array only reshapes to (len, -1), got {(n, *shape)}"
@@ -109,12 +109,12 @@ class StreamedArray:
         return self.map(_flatten)
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
-        """The rows in order, `size` at a time."""
+        """Yield the rows in order, `size` at a time."""
         for start in range(0, len(self), size):
             yield self[start : start + size]
 
     def __array__(self, dtype=None, copy=None):
-        # Refuse the silent whole-split read that np.asarray(x) would be.
+        # Reject the silent whole-split read that np.asarray(x) would be.
         raise TypeError(
             f"a StreamedArray of {len(self)} rows is read batch by batch; index "
             "it with row numbers instead of converting it to an array"
