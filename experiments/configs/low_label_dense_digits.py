@@ -12,7 +12,12 @@ methods.
 Estimate: about 44 minutes on 2 CPU cores, an upper bound that assumes
 every stage runs all its epochs. It is the per-epoch and
 per-run times of 2-epoch smoke runs (1 seed, budgets 20 and all, CPUs
-shared with other jobs) times the epochs and runs of the grid.
+shared with other jobs) times the epochs and runs of the grid. The full
+run took 44 minutes on shared cores.
+
+Result (2026-12-04, docs/results.md): at 20 labels `ae`, `dbn` and
+`deep_ae` beat scratch by 0.03 to 0.06 (p < 0.05). From 50 labels on no
+method beats it, and at 100 labels the best reach 0.910 against 0.898.
 """
 
 import ml_collections

@@ -14,7 +14,10 @@ same MLP from a random start. results.md lists every length as its own
 strategy, and accuracy_vs_pretrain_epochs.png draws them as one line per
 method.
 
-Results are on docs/results.md.
+Result (2026-12-04, docs/results.md): `ae` and `dbn` need about 10 epochs
+per layer, since after 1 to 3 epochs `gradual` ends far below scratch
+(0.15 to 0.40 against 0.84). `masked_features` is near its best after one
+epoch.
 """
 
 import ml_collections
