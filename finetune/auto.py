@@ -150,7 +150,7 @@ def choose_for_run(
         config.auto_similarity_threshold
     ):
         logger.warning(
-            "auto: code shift %.3f is far above the threshold %g; an encoder "
+            "auto: code shift %.3f is far above the threshold %g, so an encoder "
             "pretrained on such different data may be no better than scratch. "
             "Compare with --preset scratch and with --config.scaling=refit",
             code_shift,

@@ -121,7 +121,7 @@ def initialize_distributed(requested: bool) -> bool:
     }
     if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
         # CPU processes need a collectives backend for the gradient
-        # all-reduce; gloo ships with jaxlib. GPU and TPU ignore this.
+        # all-reduce, and gloo ships with jaxlib. GPU and TPU ignore this.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**arguments)
     logger.info(

@@ -139,7 +139,9 @@ def _run_config_module(path: str) -> dict[str, Any]:
             f"config file {path!r} has a syntax error at line {error.lineno}: "
             f"{error.msg}"
         ) from None
-    except Exception as error:  # the file is user code: any error may come
+    except (
+        Exception
+    ) as error:  # The file is user code, so any exception may come from it.
         raise ConfigError(
             f"config file {path!r} failed to import: {type(error).__name__}: {error}"
         ) from None
@@ -147,7 +149,7 @@ def _run_config_module(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path!r} defines no get_config()")
     try:
         return dict(module.get_config())
-    except Exception as error:  # user code again
+    except Exception as error:  # get_config() is user code too.
         raise ConfigError(
             f"get_config() in config file {path!r} raised "
             f"{type(error).__name__}: {error}; fix the file"

@@ -426,7 +426,7 @@ def rbm_config(**changes: Any) -> ml_collections.ConfigDict:
     config.dbn_propagate = "probabilities"  # next layer's inputs: or samples
     # The PRNG behind the Gibbs draws. XLA on CPU runs JAX's default
     # threefry2x32 as a loop of small kernels, and Philox costs less there
-    # (docs/benchmarks.md); both are counter-based and reproducible.
+    # (docs/benchmarks.md). Both are counter-based and reproducible.
     config.rng_impl = "philox4x32"
     config.monitor_fraction = 0.1  # pool share held out for the monitors
     config.ais_every = 10  # epochs between AIS estimates; 0 turns AIS off

@@ -39,7 +39,7 @@ def common_config() -> ml_collections.ConfigDict:
     config.scaling = "minmax"  # fitted on the training pool: minmax or standard
     config.scan = True  # run each epoch as one compiled lax.scan (data on device)
     # Read batches from the TFDS files each step instead of loading the pool
-    # into memory (dense autoencoder methods); implies per-batch steps.
+    # into memory (dense autoencoder methods). It implies per-batch steps.
     config.stream = False
     config.drop_remainder = False  # drop the last partial batch instead of padding it
     config.safetensors = False  # also write encoder/weights.safetensors
@@ -169,7 +169,7 @@ def run(
         save_safetensors(
             trained.module, os.path.join(export_dir, "weights.safetensors")
         )
-    # A streamed test split may not fit in memory; its first rows stand in.
+    # A streamed test split may not fit in memory, so its first rows stand in.
     test_x = dataset.test_x[:CODE_STATS_ROWS] if config.stream else dataset.test_x
     _save_code_stats(trained.module, scaler.apply(test_x), dataset, export_dir)
     _save_pictures(trained, dataset.input_shape, workdir)

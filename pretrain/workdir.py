@@ -116,7 +116,7 @@ ADDED_KEYS = {"stream": False, "rng_impl": "threefry2x32"}
 
 
 def with_added_keys(saved: dict, config: dict) -> dict:
-    """`saved` with each `ADDED_KEYS` entry that `config` has and it lacks."""
+    """Return `saved` with each `ADDED_KEYS` entry that `config` has and it lacks."""
     added = {
         key: value
         for key, value in ADDED_KEYS.items()

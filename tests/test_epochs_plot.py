@@ -32,7 +32,7 @@ def rows():
     return out + [scratch]
 
 
-def test_series_sorted_by_epochs_with_mean_and_interval():
+def test_series_sorted_by_epochs():
     series = epoch_series(rows())
     assert list(series) == [("digits", "ae", "gradual", "100")]
     (e1, mean1, half1), (e10, mean10, half10) = series[
@@ -45,7 +45,7 @@ def test_series_sorted_by_epochs_with_mean_and_interval():
     assert half10 > 0
 
 
-def test_probe_series_skips_rows_without_a_probe():
+def test_probe_series_needs_probes():
     assert epoch_series(rows(), "probe_linear") == {}
 
 

@@ -38,7 +38,7 @@ def grid_rows():
     return rows
 
 
-def test_winner_per_quadrant_and_baselines_left_out():
+def test_chart_winners_skip_baselines():
     cells = winners(grid_rows(), CHART)
     assert cells[("similar", "little")][0]["best"] == "probe"
     assert cells[("similar", "much")][0]["best"] == "full"
@@ -75,7 +75,7 @@ def test_bad_chart_is_rejected(change, key):
         check_chart({**CHART, **change}, ("near", "far"), ("100", "all"))
 
 
-def test_chart_skips_datasets_outside_a_narrowed_grid(caplog):
+def test_chart_skips_outside_datasets(caplog):
     with caplog.at_level("WARNING", logger="experiments.transfer_chart"):
         check_chart(
             {**CHART, "different": ("far", "elsewhere")},
@@ -85,7 +85,7 @@ def test_chart_skips_datasets_outside_a_narrowed_grid(caplog):
     assert "elsewhere" in caplog.text
 
 
-def test_single_seed_winner_says_no_test():
+def test_single_seed_has_no_test():
     rows = [r for r in grid_rows() if r["seed"] == 0]
     table = "\n".join(chart_table(rows, CHART))
     assert "one seed, so no test" in table

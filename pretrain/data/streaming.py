@@ -34,6 +34,8 @@ class StreamedArray:
       transforms: functions applied in order to each read batch.
     """
 
+    dtype = np.dtype(np.float32)  # every read batch is float32
+
     def __init__(
         self,
         source: Any,
@@ -65,8 +67,6 @@ class StreamedArray:
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    dtype = np.dtype(np.float32)
 
     def __getitem__(self, index) -> np.ndarray:
         rows = self.rows[index]
@@ -104,7 +104,8 @@ class StreamedArray:
         """Flatten each row: only `reshape(len(x), -1)`, as dense encoders call it."""
         if n != len(self) or shape != (-1,):
             raise ValueError(
-                f"a streamed array only reshapes to (len, -1), got {(n, *shape)}"
+                f"a streamed array only reshapes to (len, -1), got {(n, *shape)}; "
+                "map a function that reshapes each batch instead"
             )
         return self.map(_flatten)
 

@@ -1,0 +1,104 @@
+"""Where the RBM step's time goes: its matrix products alone, and the step
+with each PRNG implementation, as fractions of the matmul figure.
+
+    python -m experiments.benchmarks.rbm_breakdown [--batch 256]
+
+The products-alone case runs the step's three products (data and chain
+hidden inputs, the reconstruction, both gradient statistics in one) in a
+`lax.scan` of 20 steps, each followed by a sum that keeps XLA from
+shrinking it. The gap between that figure and the whole step is the
+step's elementwise work.
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from experiments.benchmarks.common import matmul_flops, matmul_seconds
+from experiments.benchmarks.rbm import HIDDEN, rbm_step_flops, sklearn_settings
+from pretrain import rbm
+from pretrain.train import PhaseTrainer
+
+VISIBLE = 784
+STEPS = 20
+REPEATS = 7
+
+
+def median_seconds(fn) -> float:
+    fn()  # compile
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def products_seconds(batch: int) -> float:
+    keys = jax.random.split(jax.random.key(0), 3)
+    kernel = 0.01 * jax.random.normal(keys[0], (VISIBLE, HIDDEN))
+    both = jax.random.uniform(keys[1], (2 * batch, VISIBLE))
+    hidden = jax.random.uniform(keys[2], (2 * batch, HIDDEN))
+
+    @jax.jit
+    def run(kernel, both, hidden):
+        def body(shift, _):
+            weights = kernel + shift
+            pre = both @ weights
+            reconstruction = hidden[:batch] @ weights.T
+            gradient_statistics = both.T @ hidden
+            total = (
+                jnp.sum(pre) + jnp.sum(reconstruction) + jnp.sum(gradient_statistics)
+            )
+            return shift + 1e-12 * total, None
+
+        return jax.lax.scan(body, 0.0, None, length=STEPS)[0]
+
+    return median_seconds(lambda: run(kernel, both, hidden).block_until_ready())
+
+
+def step_seconds(batch: int, rng_impl: str) -> float:
+    config = sklearn_settings(batch_size=batch, rng_impl=rng_impl)
+    model = rbm.RBM(VISIBLE, HIDDEN, chains=batch, rngs=nnx.Rngs(0))
+    trainer = PhaseTrainer(
+        model,
+        rbm.rbm_loss_fn(config),
+        rbm.rbm_optimizer(config, STEPS),
+        rng=jax.random.key(0, impl=rng_impl),
+        batch_size=batch,
+    )
+    x = np.random.default_rng(0).uniform(size=(STEPS * batch, VISIBLE))
+    data = jax.device_put({"x": jnp.asarray(x, jnp.float32)})
+    return median_seconds(lambda: trainer.run_epoch(data))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+
+    flops = STEPS * rbm_step_flops(args.batch, VISIBLE)
+    cases = [("three products alone", lambda: products_seconds(args.batch))]
+    for impl in ("philox4x32", "threefry2x32"):
+        cases.append(
+            (f"whole step, {impl}", lambda impl=impl: step_seconds(args.batch, impl))
+        )
+
+    print(f"RBM 784 -> {HIDDEN}, batch {args.batch}, {STEPS} steps per timing:")
+    for name, measure in cases:
+        peak = matmul_flops() / matmul_seconds(repeats=10)[0]
+        seconds = measure()
+        achieved = flops / seconds
+        print(
+            f"  {name}: {seconds / STEPS * 1e3:.2f} ms/step, "
+            f"{achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul"
+        )
+
+
+if __name__ == "__main__":
+    main()
