@@ -6,7 +6,8 @@ with each PRNG implementation, as fractions of the matmul figure.
 The products-alone case runs the step's three products (data and chain
 hidden inputs, the reconstruction, both gradient statistics in one) in a
 `lax.scan` of 20 steps, each followed by a sum that keeps XLA from
-shrinking it. The gap between that figure and the whole step is the
+shrinking it, with every operand shifted by the carry so that XLA cannot
+hoist a product out of the loop. The gap between that figure and the whole step is the
 step's elementwise work.
 """
 
@@ -48,10 +49,12 @@ def products_seconds(batch: int) -> float:
     @jax.jit
     def run(kernel, both, hidden):
         def body(shift, _):
-            weights = kernel + shift
-            pre = both @ weights
-            reconstruction = hidden[:batch] @ weights.T
-            gradient_statistics = both.T @ hidden
+            # Every operand depends on the carry: XLA hoists a product of
+            # loop-invariant operands out of the scan, which would time it once.
+            weights, visible, hidden_ = kernel + shift, both + shift, hidden + shift
+            pre = visible @ weights
+            reconstruction = hidden_[:batch] @ weights.T
+            gradient_statistics = visible.T @ hidden_
             total = (
                 jnp.sum(pre) + jnp.sum(reconstruction) + jnp.sum(gradient_statistics)
             )
