@@ -192,7 +192,7 @@ def _pretrain_runs(experiment, strategies, datasets, workdir) -> dict:
     Strategies of one method with the same resolved config, pretraining
     dataset included, share a run.
     """
-    grid_methods = {s.method for s in strategies if s.pretrained}
+    grid_methods = strategies_lib.configured_methods(experiment)
     shared_split_seed = strategies_lib.shared_finetune_config(experiment).split_seed
     configs = {}
     for strategy in strategies:

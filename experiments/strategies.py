@@ -101,6 +101,24 @@ def experiment_datasets(experiment: ml_collections.ConfigDict) -> tuple[str, ...
     return datasets
 
 
+def configured_methods(experiment: ml_collections.ConfigDict) -> set[str]:
+    """Return the pretraining method of every strategy in the config, including
+    strategies that `--config.datasets` narrows out.
+
+    Shared pretrain keys are checked against these, so a narrowed grid
+    accepts the keys that the whole grid accepts.
+    """
+    methods = set()
+    for value in experiment.strategies.values():
+        if isinstance(value, tuple | list):
+            method = value[0]
+        else:
+            method = _plain(value).get("method", "")
+        if method:
+            methods.add(method)
+    return methods
+
+
 def parse_strategies(experiment: ml_collections.ConfigDict) -> list[Strategy]:
     """Normalise every entry of `experiment.strategies` to a `Strategy`."""
     datasets = experiment_datasets(experiment)

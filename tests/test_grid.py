@@ -290,6 +290,24 @@ def test_shared_key_of_other_method_skipped(data_dir, tmp_path):
     assert "hidden" not in runs["mae"].config
 
 
+def test_narrowed_grid_skips_other_method_key(data_dir, tmp_path):
+    strategies = ml_collections.ConfigDict(
+        {
+            "ae": {"method": "ae", "datasets": ("digits",)},
+            "mae": {"method": "mae", "datasets": ("mnist1d",)},
+        }
+    )
+    # epochs stays above mae's default warmup_epochs.
+    pretrain = ml_collections.ConfigDict({"hidden": (16,), "epochs": 10})
+    experiment = tiny_experiment(
+        datasets=("mnist1d",), strategies=strategies, pretrain=pretrain
+    )
+    plan = build_plan(experiment, str(tmp_path))
+    runs = [cell.pretrain for cell in plan.cells if hasattr(cell, "strategy")]
+    assert [run.method for run in runs] == ["mae"]
+    assert "hidden" not in runs[0].config
+
+
 def test_shared_pretrain_typo_rejected(data_dir):
     pretrain = ml_collections.ConfigDict({"hidden": (16,), "epocs": 1})
     with pytest.raises(ConfigError, match="epocs"):
