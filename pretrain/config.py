@@ -83,6 +83,10 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         and not isinstance(value, bool)
     ):
         value = float(value)
+    if isinstance(current, str) and isinstance(value, int | float):
+        # A number given for a text field, such as a label budget of 100
+        # next to the default "all", parses as a literal; keep its text.
+        value = str(value)
     try:
         node[leaf] = value
     except (TypeError, ValueError):  # ValueError: a dict value with dotted keys

@@ -592,3 +592,19 @@ def test_config_file_typo_rejected(data_dir, tmp_path, capsys):
     assert status == 2
     assert "hiddden" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "bad")
+
+
+def test_number_for_text_key_kept_as_text():
+    import ml_collections
+
+    from pretrain.config import build_config, parse_value
+
+    def defaults():
+        config = ml_collections.ConfigDict()
+        config.labels = "all"
+        return config
+
+    config = build_config(defaults, overrides={"labels": parse_value("100")})
+    assert config.labels == "100"
+    config = build_config(defaults, overrides={"labels": parse_value("0.5")})
+    assert config.labels == "0.5"
