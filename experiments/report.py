@@ -1,6 +1,7 @@
 """Tables and plots of an experiment's results: one section per dataset."""
 
 import os
+import re
 
 import matplotlib
 
@@ -34,7 +35,12 @@ def _datasets(rows: list[dict]) -> list[str]:
 
 
 def _methods(rows: list[dict]) -> list[str]:
-    return list(dict.fromkeys(row["method"] for row in rows))
+    return sorted({row["method"] for row in rows}, key=natural_sort_key)
+
+
+def natural_sort_key(name: str) -> list:
+    """Order names as text but digit runs as numbers, so ae_e3 precedes ae_e10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _budgets(rows: list[dict]) -> list[str]:

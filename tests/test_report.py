@@ -119,6 +119,14 @@ def test_table_has_row_per_method():
     assert "all labels" in table
 
 
+def test_table_orders_numbers_in_names():
+    rows = [row(name, "50", 0, 0.8) for name in ("ae_e30", "ae_e10", "ae_e3", "ae")]
+    table = markdown_table(rows, "title")
+    positions = [table.index(f"| {name} |") for name in ("ae", "ae_e3", "ae_e10")]
+    assert positions == sorted(positions)
+    assert table.index("| ae_e10 |") < table.index("| ae_e30 |")
+
+
 def test_table_bolds_best_per_budget():
     rows = [row("scratch", "50", 0, 0.8, "scratch"), row("ae", "50", 0, 0.9)]
     rows += [row("scratch", "all", 0, 0.97, "scratch"), row("ae", "all", 0, 0.95)]
