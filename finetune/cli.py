@@ -15,6 +15,7 @@ from pretrain.cli_common import (
     setup_logging,
     split_overrides,
 )
+from pretrain.data import EMBEDDED_DATASETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Any config key can be set with --config.KEY=VALUE.",
     )
     parser.add_argument("--encoder", help="export directory written by `pretrain`")
-    parser.add_argument("--dataset", help="dataset name; sets config.dataset")
+    parser.add_argument(
+        "--dataset",
+        help=f"an embedded dataset ({', '.join(EMBEDDED_DATASETS)}) or a TFDS "
+        "catalog name; sets config.dataset",
+    )
     parser.add_argument("--labels", help="label budget: a count, or all")
     parser.add_argument(
         "--preset", help="linear_probe, gradual (default), full or scratch"

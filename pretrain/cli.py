@@ -15,6 +15,7 @@ from pretrain.cli_common import (
     setup_logging,
     split_overrides,
 )
+from pretrain.data import EMBEDDED_DATASETS
 from pretrain.methods import all_methods
 
 
@@ -30,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("method", help=f"one of {sorted(methods)}")
     parser.add_argument(
         "--dataset",
-        help="an embedded dataset (digits, mnist5k) or a TFDS catalog name; "
-        "sets config.dataset",
+        help=f"an embedded dataset ({', '.join(EMBEDDED_DATASETS)}) or a TFDS "
+        "catalog name; sets config.dataset",
     )
     add_common_arguments(parser)
     return parser
