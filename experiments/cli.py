@@ -13,6 +13,7 @@ from pretrain.cli_common import (
     setup_logging,
     split_overrides,
 )
+from pretrain.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,25 @@ def merge_main(argv: list[str]) -> int:
     return run_command(body)
 
 
+def reject_multiple_processes() -> None:
+    """Raise ConfigError when this command runs as one of several processes."""
+    import jax
+
+    if jax.process_count() == 1:
+        return
+    # TODO: run a grid across processes. Its pretrain and finetune runs would
+    # work, but the grid reads back files it wrote (reused runs, probes,
+    # results.csv), and in process 1 nothing waits for process 0 to write them.
+    raise ConfigError(
+        f"experiments ran as process {jax.process_index()} of "
+        f"{jax.process_count()}, but a grid runs in one process only. To use "
+        "several machines, run one process per machine with --shard I/N and its "
+        "own --workdir, and combine the shards with `experiments merge`. To train "
+        "one run across processes, use `pretrain` or `finetune` with one shared "
+        "--workdir (docs/scaling.md)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["merge"]:
@@ -78,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
 
     def body():
-        initialize_distributed(args.distributed)
+        if initialize_distributed(args.distributed):
+            reject_multiple_processes()
         from experiments.grid import load_experiment, run_grid
         from experiments.plan import parse_shard
         from experiments.report import report_title, write_report

@@ -14,9 +14,10 @@ import numpy as np
 
 from finetune.run import Splits
 from pretrain import config as config_lib
-from pretrain.data import label_split, parse_budget
+from pretrain.data import DatasetError, label_split, parse_budget
 from pretrain.data.text import ByteTokenizer, is_text_dataset, load_labelled_texts
 from pretrain.export import ExportError, LoadedEncoder
+from pretrain.multihost import primary_first
 
 
 def takes_tokens(spec: Mapping[str, Any]) -> bool:
@@ -83,8 +84,14 @@ def prepare_text_data(config, loaded: LoadedEncoder) -> Splits:
         )
     tokenizer = tokenizer_of(loaded, config.encoder)
     length = loaded.spec["input_shape"][0]
-    data = load_labelled_texts(
-        config.dataset, data_dir=config.data_dir or None, split_seed=config.split_seed
+    # Process 0 first, so that several processes never prepare a dataset at once.
+    data = primary_first(
+        lambda: load_labelled_texts(
+            config.dataset,
+            data_dir=config.data_dir or None,
+            split_seed=config.split_seed,
+        ),
+        errors=(DatasetError,),
     )
 
     split = label_split(

@@ -22,13 +22,14 @@ from flax import nnx
 
 from pretrain import config as config_lib
 from pretrain.checkpoint import checkpoint_root
-from pretrain.data import Scaler
+from pretrain.data import DatasetError, Scaler
 from pretrain.data.text import ByteTokenizer, load_texts
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.masked_config import check_bert_values
 from pretrain.masking import corrupt_tokens, select_tokens
 from pretrain.methods import PretrainContext, TrainedEncoder
 from pretrain.metrics import MetricWriter
+from pretrain.multihost import primary_first
 from pretrain.optimizer import optimizer_from_config
 from pretrain.provenance import provenance
 from pretrain.run import check_common
@@ -163,12 +164,16 @@ def run_text(
     check_bert_values(config)
     workdir = check_workdir(workdir)
     tokenizer = ByteTokenizer()
-    texts = load_texts(
-        config.dataset,
-        data_dir=config.data_dir or None,
-        split=config.text_split,
-        key=config.text_key,
-        max_examples=config.max_examples,
+    # Process 0 first, so that several processes never prepare a dataset at once.
+    texts = primary_first(
+        lambda: load_texts(
+            config.dataset,
+            data_dir=config.data_dir or None,
+            split=config.text_split,
+            key=config.text_key,
+            max_examples=config.max_examples,
+        ),
+        errors=(DatasetError,),
     )
     tokens = tokenizer.encode(texts, config.sequence_length)
     logger.info("bert: %d sequences of %d byte tokens", *tokens.shape)

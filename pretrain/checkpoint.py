@@ -9,6 +9,11 @@ so far for early stopping, and JSON metadata (epochs done, history, whether
 the phase finished). Started again, `fit` restores the
 latest committed checkpoint and goes on from there, so a resumed run ends
 bit-identical to an uninterrupted one on CPU.
+
+In a multi-process run every process saves and restores the same directory
+together, with orbax's default primary host (process 0) creating its
+directories. The state holds global replicated arrays, whose shards orbax
+writes once, from the process whose device has replica 0.
 """
 
 import contextlib
@@ -110,7 +115,10 @@ class PhaseCheckpointer:
 
     def latest_path(self) -> str | None:
         """Directory of the latest committed checkpoint, for error messages."""
-        if not os.path.isdir(self.directory):
+        # Creating the manager is collective in a multi-process run, so it is
+        # left to `save` and `restore`, which every process calls together.
+        # Before either made one, this phase has saved nothing.
+        if self._manager is None:
             return None
         step = self.manager.latest_step()
         return None if step is None else os.path.join(self.directory, str(step))

@@ -106,9 +106,8 @@ def initialize_distributed(requested: bool) -> bool:
 
     It must run before any JAX computation. Values missing from the
     environment are left to JAX, which detects them on SLURM, Open MPI and
-    Cloud TPU. A run of more than one process raises ConfigError after the
-    initialisation, because the commands' checkpoints and exports do not
-    support it yet.
+    Cloud TPU. Every process of a run must then get the same arguments,
+    including the same `--workdir` on a filesystem they all see.
     """
     if not requested and not any(os.environ.get(name) for name in DISTRIBUTED_ENV):
         return False
@@ -130,18 +129,6 @@ def initialize_distributed(requested: bool) -> bool:
         jax.process_count(),
         jax.device_count(),
     )
-    if jax.process_count() > 1:
-        # TODO: let process 0 alone write run files and exports, and give
-        # orbax one shared checkpoint directory that every process saves to.
-        raise ConfigError(
-            f"this command ran as process {jax.process_index()} of "
-            f"{jax.process_count()}, but the pretrain, finetune and experiments "
-            "commands do not run across processes yet: orbax checkpoints of one "
-            "run directory per process wait for each other and time out. Run one "
-            "process with all of its machine's devices, or train across processes "
-            "with pretrain.train.PhaseTrainer from your own script "
-            "(docs/scaling.md)"
-        )
     return True
 
 

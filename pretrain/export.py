@@ -31,6 +31,7 @@ from flax import nnx
 
 from pretrain.data import Scaler
 from pretrain.encoders import SpecError, build_encoder
+from pretrain.multihost import is_primary, run_on_primary
 from pretrain.workdir import directory_mode
 
 FORMAT_VERSION = 1
@@ -114,25 +115,41 @@ def write_weights_dir(
 
     Everything goes to a temporary sibling directory first, with the metadata
     file last, and is then renamed into place, so an interrupted save never
-    leaves a directory that loads.
+    leaves a directory that loads. In a multi-process run every process calls
+    this with the same `weights` and saves them with orbax together, process 0
+    writes the rest, and every process returns once `directory` is in place.
     """
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    # orbax needs one directory that every process saves to, and mkdtemp
+    # gives each process a different name, so process 0 creates it.
+    tmp = run_on_primary(lambda: _make_temporary_sibling(parent))
     try:
         with ocp.StandardCheckpointer() as checkpointer:
+            # Host numpy values: orbax (0.12.8) writes them from process 0 only.
             checkpointer.save(os.path.join(tmp, WEIGHTS_DIR), dict(weights))
             checkpointer.wait_until_finished()
-        with open(os.path.join(tmp, metadata_file), "w") as f:
-            json.dump(metadata, f, indent=2)
-        os.chmod(tmp, directory_mode())  # mkdtemp creates it as 0700
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+        run_on_primary(lambda: _publish(tmp, directory, metadata_file, metadata))
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if is_primary():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _make_temporary_sibling(parent: str) -> str:
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=".export-", dir=parent)
+
+
+def _publish(
+    tmp: str, directory: str, metadata_file: str, metadata: Mapping[str, Any]
+) -> None:
+    with open(os.path.join(tmp, metadata_file), "w") as f:
+        json.dump(metadata, f, indent=2)
+    os.chmod(tmp, directory_mode())  # mkdtemp creates it as 0700
+    if os.path.exists(directory):
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
 
 
 def read_metadata(directory: str) -> dict[str, Any]:
@@ -256,8 +273,15 @@ def _check_weight_leaves(weights: str, expected: Mapping[str, np.ndarray]) -> No
 
 
 def save_safetensors(loaded_or_module: LoadedEncoder | nnx.Module, path: str) -> None:
-    """Write the encoder's variables as a safetensors file for use outside JAX."""
+    """Write the encoder's variables as a safetensors file for use outside JAX.
+
+    Only process 0 writes, so in the other processes of a multi-process run
+    this does nothing.
+    """
     from safetensors.numpy import save_file
+
+    if not is_primary():
+        return
 
     module = getattr(loaded_or_module, "module", loaded_or_module)
     tensors = {name: np.ascontiguousarray(v) for name, v in flat_state(module).items()}

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402, I001
 import numpy as np
 
 from pretrain import pictures  # noqa: F401  (selects the Agg backend first)
+from pretrain.multihost import is_primary
 
 _MASK_GREY = 0.5  # grey of masked pixels, as a fraction of the display range
 
@@ -22,7 +23,10 @@ def save_masks(
     path: str,
 ) -> None:
     """Draw examples of `inputs` [n, H, W, C] or [n, L, C] with `masks` (True
-    where hidden, same shape) and `reconstructions` (same shape)."""
+    where hidden, same shape) and `reconstructions` (same shape). Only
+    process 0 draws and writes."""
+    if not is_primary():
+        return
     if inputs.ndim == 4:
         figure = _image_figure(inputs, masks, reconstructions)
     else:

@@ -1,4 +1,8 @@
-"""Pictures for a run directory: filter mosaics and reconstructions."""
+"""Pictures for a run directory: filter mosaics and reconstructions.
+
+Only process 0 writes them. The other processes of a multi-process run
+draw each figure and discard it.
+"""
 
 import os
 
@@ -7,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed; must run before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from pretrain.multihost import is_primary  # noqa: E402
 
 
 def _as_images(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -69,6 +75,9 @@ def save_samples(samples: np.ndarray, input_shape: tuple[int, ...], path: str) -
 
 
 def _save(fig, path: str) -> None:
+    if not is_primary():
+        plt.close(fig)
+        return
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=80, bbox_inches="tight")
     plt.close(fig)

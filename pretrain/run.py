@@ -18,6 +18,7 @@ from pretrain.data.scaling import fit_scaler_chunks
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
+from pretrain.multihost import primary_first
 from pretrain.provenance import provenance
 from pretrain.workdir import check_workdir, remove_run_outputs, start_run, write_json
 
@@ -103,8 +104,14 @@ def run(
     trainer_method.check_config(config)
     workdir = check_workdir(workdir)
     load = load_streamed_dataset if config.stream else load_dataset
-    dataset = load(
-        config.dataset, split_seed=config.split_seed, data_dir=config.data_dir or None
+    # Process 0 first, so that several processes never prepare a dataset at once.
+    dataset = primary_first(
+        lambda: load(
+            config.dataset,
+            split_seed=config.split_seed,
+            data_dir=config.data_dir or None,
+        ),
+        errors=(DatasetError,),
     )
 
     saved_config = {"method": method, **config_lib.to_dict(config)}

@@ -6,13 +6,23 @@ import shutil
 import tempfile
 from typing import Any
 
+from pretrain.multihost import is_primary, run_on_primary
+
 
 class WorkdirError(ValueError):
     """A run directory that cannot be used."""
 
 
 def check_workdir(path: str) -> str:
-    """Check that `path` can become a run directory, without creating it."""
+    """Check that `path` can become a run directory, without creating it.
+
+    In a multi-process run process 0 checks, so that every process gets the
+    same result or the same WorkdirError.
+    """
+    return run_on_primary(lambda: _check_workdir(path), errors=(WorkdirError,))
+
+
+def _check_workdir(path: str) -> str:
     if not path:
         raise WorkdirError(
             "--workdir is required: the directory for this run's outputs"
@@ -46,7 +56,13 @@ def directory_mode() -> int:
 
 
 def write_json(path: str, value: Any) -> None:
-    """Write JSON so that readers see either the old file or the whole new one."""
+    """Write JSON so that readers see either the old file or the whole new one.
+
+    Only process 0 writes, so in the other processes of a multi-process run
+    this does nothing.
+    """
+    if not is_primary():
+        return
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
     try:
@@ -62,7 +78,9 @@ def write_json(path: str, value: Any) -> None:
 
 
 def write_text(path: str, text: str) -> None:
-    """Write a text file atomically (see `write_json`)."""
+    """Write a text file atomically, from process 0 only (see `write_json`)."""
+    if not is_primary():
+        return
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
@@ -97,7 +115,9 @@ RUN_OUTPUTS = (
 
 def remove_run_outputs(workdir: str, *, remove_empty: bool = False) -> None:
     """Delete the `RUN_OUTPUTS` in `workdir`, and the directory itself if it is
-    then empty and `remove_empty` is set."""
+    then empty and `remove_empty` is set. Only process 0 removes anything."""
+    if not is_primary():
+        return
     for name in RUN_OUTPUTS:
         target = os.path.join(workdir, name)
         if os.path.isdir(target):
@@ -130,8 +150,16 @@ def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
 
     A workdir holding a run of the same config resumes it. One holding a
     different config is rejected unless `overwrite`, which first removes the
-    old run's outputs.
+    old run's outputs. In a multi-process run process 0 decides and writes
+    `config.json`, and every process returns once it has.
     """
+    return run_on_primary(
+        lambda: _start_run(workdir, config, overwrite=overwrite),
+        errors=(WorkdirError,),
+    )
+
+
+def _start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
     path = os.path.join(workdir, "config.json")
     if os.path.isfile(path):
         with open(path) as f:

@@ -82,16 +82,18 @@ def record_initialize(monkeypatch) -> list[dict]:
     return calls
 
 
-def test_commands_refuse_more_than_one_process(monkeypatch, tmp_path, capsys):
+def test_experiments_rejects_more_than_one_process(monkeypatch, tmp_path, capsys):
     import jax
 
-    from pretrain.cli import main
+    from experiments.cli import main
 
     record_initialize(monkeypatch)
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    argv = ["ae", "--workdir", str(tmp_path / "run"), "--distributed"]
+    argv = ["quick", "--workdir", str(tmp_path / "run"), "--distributed"]
     assert main(argv) == 2
-    assert "do not run across processes" in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert "--shard I/N" in message
+    assert "pretrain` or `finetune`" in message
     assert not (tmp_path / "run").exists()
 
 
