@@ -57,6 +57,23 @@ def initial_visible_bias(x: np.ndarray, gaussian: bool) -> np.ndarray:
     return ais.base_rate_bias(x)
 
 
+def draw_rng_impl(requested: str) -> str:
+    """Return the PRNG to draw with: `requested`, except on several devices.
+
+    JAX 0.10.2 cannot partition Philox's draws across a device mesh (lowering
+    a sharded draw fails with "Unable to convert MHLO to StableHLO"), so a
+    mesh draws with threefry2x32, whose draws do not depend on the mesh.
+    """
+    if requested != "philox4x32" or jax.device_count() == 1:
+        return requested
+    logger.warning(
+        "rng_impl philox4x32 cannot draw across %d devices in this JAX version; "
+        "this run draws with threefry2x32",
+        jax.device_count(),
+    )
+    return "threefry2x32"
+
+
 def train_rbm(
     train: np.ndarray,
     heldout: np.ndarray,
@@ -71,7 +88,7 @@ def train_rbm(
     """Train one RBM on `train` [n, visible], monitoring it against `heldout`."""
     init_key, train_key, monitor_key = jax.random.split(rng, 3)
     seed = jax.random.bits(train_key, dtype=jnp.uint32)
-    train_key = jax.random.key(int(seed), impl=config.rng_impl)
+    train_key = jax.random.key(int(seed), impl=draw_rng_impl(config.rng_impl))
     model = RBM(
         train.shape[1],
         features,

@@ -192,3 +192,19 @@ def test_two_processes_bad_workdir(digits_prepared, tmp_path):
     for index, (status, stderr) in enumerate(results):
         assert status == 2, f"process {index}:\n{stderr[-3000:]}"
         assert "is a file, not a directory" in stderr
+
+
+@pytest.mark.slow
+def test_rbm_two_processes_draw_with_threefry(digits_prepared, tmp_path):
+    data_dir = digits_prepared
+    rbm = ["pretrain", "rbm", "--dataset", "digits", "--config.hidden=(16,)"]
+    rbm += ["--config.epochs=1", "--config.ais_every=0"]
+    single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
+
+    run_one_process(
+        [*rbm, "--config.rng_impl=threefry2x32", "--workdir", single], data_dir
+    )
+    # The default rng_impl, philox4x32, cannot draw across devices.
+    logs = check_succeeded(run_two_processes([*rbm, "--workdir", multi], data_dir))
+    assert "draws with threefry2x32" in logs[0]
+    check_weights_close(os.path.join(multi, "encoder"), os.path.join(single, "encoder"))
