@@ -4,14 +4,35 @@ import inspect
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
+class CodeStatistic(nnx.Variable):
+    """A per-feature mean or standard deviation of the encoder's codes.
+
+    Not an `nnx.Param`, so optax never updates it and the shared loop carries
+    it in `TrainState.rest`, checkpoints included.
+    """
+
+
 class Head(nnx.Module):
-    """A linear head, or an MLP head with ReLU hidden layers."""
+    """A linear head, or an MLP head with ReLU hidden layers.
+
+    With `standardize`, the head first maps each code feature to
+    (code - mean) / std, with statistics set by `fit_code_statistics` and
+    fixed from then on. Until they are set it is the identity.
+    """
 
     def __init__(
-        self, in_features: int, hidden: Sequence[int], num_classes: int, *, rngs
+        self,
+        in_features: int,
+        hidden: Sequence[int],
+        num_classes: int,
+        *,
+        standardize: bool = False,
+        rngs,
     ):
         widths = [in_features, *hidden, num_classes]
         self.layers = nnx.List(
@@ -20,8 +41,26 @@ class Head(nnx.Module):
                 for i in range(len(widths) - 1)
             ]
         )
+        self.standardize = standardize
+        if standardize:
+            self.code_mean = CodeStatistic(jnp.zeros((in_features,)))
+            self.code_std = CodeStatistic(jnp.ones((in_features,)))
+
+    def fit_code_statistics(self, codes: np.ndarray) -> None:
+        """Set the standardisation from `codes` [examples, in_features].
+
+        A feature with (near) zero spread gets std 1, as scikit-learn's
+        StandardScaler does, so a dead unit stays finite.
+        """
+        codes = np.asarray(codes, np.float64).reshape(len(codes), -1)
+        std = codes.std(axis=0)
+        std = np.where(std > 1e-6, std, 1.0)
+        self.code_mean[...] = jnp.asarray(codes.mean(axis=0), jnp.float32)
+        self.code_std[...] = jnp.asarray(std, jnp.float32)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.standardize:
+            x = (x - self.code_mean[...]) / self.code_std[...]
         for layer in self.layers[:-1]:
             x = jax.nn.relu(layer(x))
         return self.layers[-1](x)
@@ -71,5 +110,11 @@ def takes_rng(encoder: nnx.Module) -> bool:
     return "rng" in inspect.signature(encoder.__call__).parameters
 
 
-def head_spec(hidden: Sequence[int], num_classes: int) -> dict:
-    return {"hidden": [int(h) for h in hidden], "num_classes": int(num_classes)}
+def head_spec(
+    hidden: Sequence[int], num_classes: int, standardize: bool = False
+) -> dict:
+    return {
+        "hidden": [int(h) for h in hidden],
+        "num_classes": int(num_classes),
+        "standardize": bool(standardize),
+    }

@@ -49,6 +49,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.seed = 0  # label subset, head initialisation and data order
     config.preset = "gradual"  # linear_probe, gradual, full or scratch
     config.head_hidden = ()  # widths of MLP head layers; empty means linear
+    # Standardise each code feature in front of the head, with the mean and
+    # std of the labelled training codes at the start, fixed from then on.
+    # A briefly pretrained sigmoid encoder gives codes that a head on the raw
+    # codes fails to learn from, while a probe of standardised codes does.
+    config.standardize_codes = False
     config.drop_top = 0  # drop this many top encoder layers before the head
     # Stage 1: head alone, encoder frozen. Conv encoders want 0.1: their
     # globally pooled features vary little (std 0.05 per feature against 0.29
@@ -246,6 +251,7 @@ def build_model(loaded, config, num_classes: int, rng: jax.Array) -> Classifier:
         encoder.features,
         config.head_hidden,
         num_classes,
+        standardize=config.standardize_codes,
         rngs=nnx.Rngs(jax.random.fold_in(rng, 2)),
     )
     train_stats = not pretrained or (
@@ -276,6 +282,10 @@ def classifier_loss_fn(config):
         }
 
     return loss_fn
+
+
+def _codes(encoder: nnx.Module, x: jax.Array) -> jax.Array:
+    return encoder(x)
 
 
 def _logits(model: Classifier, x: jax.Array) -> jax.Array:
@@ -377,6 +387,9 @@ def run_schedule(loaded, splits, config, lr_multiplier, writer):
     accuracy over all stages, that accuracy, and per-stage results."""
     rng = jax.random.key(config.seed)
     model = build_model(loaded, config, splits.num_classes, rng)
+    if config.standardize_codes:
+        codes = predict(model.encoder, _codes, splits.train["x"])
+        model.head.fit_code_statistics(codes)
     stages = schedule(config.preset, len(model.encoder.layers), config)
     results = []
     best_score, best_state = (-1.0, 0.0), None
@@ -477,7 +490,9 @@ def run(
         "format_version": 1,
         "encoder": loaded.spec,
         "drop_top": config.drop_top,
-        "head": head_spec(config.head_hidden, splits.num_classes),
+        "head": head_spec(
+            config.head_hidden, splits.num_classes, config.standardize_codes
+        ),
         "scaling": (splits.scaler or loaded.scaler).to_dict(),
         "seed": config.seed,
     }

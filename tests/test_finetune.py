@@ -198,3 +198,40 @@ def test_augment_not_used_at_evaluation(ae_export):
     first, _ = loss_fn(model, batch, jax.random.key(0))
     second, _ = loss_fn(model, batch, jax.random.key(1))
     assert float(first) != float(second)
+
+
+def test_standardized_head_keeps_start_statistics(ae_export, data_dir, tmp_path):
+    import json
+    import os
+
+    import orbax.checkpoint as ocp
+
+    from finetune.run import run
+    from pretrain.train import predict
+
+    config = finetune_config(
+        encoder=ae_export,
+        labels="50",
+        data_dir=data_dir,
+        standardize_codes=True,
+        epochs_head=2,
+        epochs_finetune=1,
+    )
+    run(config, str(tmp_path))
+    with ocp.StandardCheckpointer() as checkpointer:
+        weights = checkpointer.restore(os.path.join(tmp_path, "model", "weights"))
+    with open(os.path.join(tmp_path, "model", "model.json")) as f:
+        assert json.load(f)["head"]["standardize"] is True
+
+    # The statistics are those of the pretrained codes of the labelled
+    # examples, unchanged by the stages that trained the encoder after.
+    loaded = load_encoder(ae_export)
+    splits = prepare_data(config, loaded.scaler, (8, 8, 1))
+    codes = predict(loaded.module, lambda m, x: m(x), splits.train["x"])
+    np.testing.assert_allclose(weights["head.code_mean"], codes.mean(0), atol=1e-6)
+    expected_std = np.where(codes.std(0) > 1e-6, codes.std(0), 1.0)
+    np.testing.assert_allclose(weights["head.code_std"], expected_std, rtol=1e-5)
+    assert not np.array_equal(
+        weights["encoder.layers.1.linear.kernel"],
+        np.asarray(loaded.module.layers[1].linear.kernel[...]),
+    )
