@@ -35,7 +35,12 @@ def _check_workdir(path: str) -> str:
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+    if not os.path.isdir(existing):
+        raise WorkdirError(
+            f"workdir {path!r} cannot be created: {existing!r} is a file, not a "
+            "directory; choose a path below a directory"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise WorkdirError(
             f"workdir {path!r} is not writable ({existing!r} does not allow "
             "writing); choose a directory you can write to"

@@ -583,6 +583,16 @@ def test_workdir_that_is_a_file(data_dir, tmp_path, capsys):
     assert path.read_text() == "not a directory"
 
 
+def test_workdir_below_a_file(data_dir, tmp_path, capsys):
+    path = tmp_path / "file"
+    path.write_text("not a directory")
+    workdir = str(path / "run")
+    status = pretrain_main(["ae", "--workdir", workdir, "--config.epochs=1"])
+    assert status == 2
+    assert "cannot be created" in capsys.readouterr().err
+    assert path.read_text() == "not a directory"
+
+
 def test_config_file_typo_rejected(data_dir, tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"epochs": 2, "hiddden": [8]}))
