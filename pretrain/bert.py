@@ -29,7 +29,7 @@ from pretrain.masked_config import check_bert_values
 from pretrain.masking import corrupt_tokens, select_tokens
 from pretrain.methods import PretrainContext, TrainedEncoder
 from pretrain.metrics import MetricWriter
-from pretrain.multihost import primary_first
+from pretrain.multihost import is_primary, primary_first
 from pretrain.optimizer import optimizer_from_config
 from pretrain.provenance import provenance
 from pretrain.run import check_common
@@ -218,5 +218,6 @@ def run_text(
         save_safetensors(
             trained.module, os.path.join(export_dir, "weights.safetensors")
         )
-    logger.info("wrote the encoder export to %s", export_dir)
+    if is_primary():
+        logger.info("wrote the encoder export to %s", export_dir)
     return export_dir

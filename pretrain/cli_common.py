@@ -100,6 +100,34 @@ def _env_int(name: str) -> int | None:
         ) from None
 
 
+def check_distributed_arguments(
+    coordinator_address: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+    """Raise ConfigError for values that jax.distributed.initialize would
+    reject with a traceback or, for a bad port, a crash."""
+    if num_processes is not None and num_processes < 1:
+        raise ConfigError(
+            f"$JAX_NUM_PROCESSES = {num_processes} is invalid: use the number of "
+            "processes of the run, 1 or more"
+        )
+    if process_id is not None and process_id < 0:
+        raise ConfigError(
+            f"$JAX_PROCESS_ID = {process_id} is invalid: use a non-negative integer"
+        )
+    if None not in (num_processes, process_id) and process_id >= num_processes:
+        raise ConfigError(
+            f"$JAX_PROCESS_ID = {process_id} is invalid with $JAX_NUM_PROCESSES = "
+            f"{num_processes}: use 0 to {num_processes - 1}"
+        )
+    if coordinator_address is not None:
+        _, _, port = coordinator_address.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"$JAX_COORDINATOR_ADDRESS = {coordinator_address!r} is invalid: "
+                "use HOST:PORT with a port from 1 to 65535, the address of process 0"
+            )
+
+
 def initialize_distributed(requested: bool) -> bool:
     """Call `jax.distributed.initialize` when `requested` or a `DISTRIBUTED_ENV`
     variable is set; return whether it was called.
@@ -118,10 +146,20 @@ def initialize_distributed(requested: bool) -> bool:
         "num_processes": _env_int("JAX_NUM_PROCESSES"),
         "process_id": _env_int("JAX_PROCESS_ID"),
     }
+    check_distributed_arguments(**arguments)
     if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
         # CPU processes need a collectives backend for the gradient
         # all-reduce, and gloo ships with jaxlib. GPU and TPU ignore this.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if arguments["num_processes"] is not None:
+        # jax.distributed.initialize waits for every process to connect; its
+        # default timeout (jax 0.10.2) is 300 s, and it logs nothing before.
+        logger.info(
+            "process %s waiting for %d processes at %s",
+            arguments["process_id"],
+            arguments["num_processes"],
+            arguments["coordinator_address"] or "the detected coordinator",
+        )
     jax.distributed.initialize(**arguments)
     logger.info(
         "distributed run: process %d of %d, %d devices in all",
@@ -145,4 +183,30 @@ def run_command(body: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if not _lost_other_process(error):
+            raise
+        print(
+            "error: this process stopped because another process of the run "
+            f"stopped or failed first; see that process's log ({_first_line(error)})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _lost_other_process(error: Exception) -> bool:
+    """Return whether `error` is a failed collective of a multi-process run,
+    which is what a process gets when another one exits early."""
+    import jax
+
+    from pretrain.multihost import PrimaryProcessError
+
+    if isinstance(error, PrimaryProcessError):
+        return True
+    return isinstance(error, jax.errors.JaxRuntimeError) and jax.process_count() > 1
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -95,3 +95,38 @@ def primary_first(
 
     run_on_primary(first, errors=errors)
     return result if is_primary() else fn()
+
+
+def check_same_in_every_process(value: dict[str, Any], what: str) -> None:
+    """Raise ConfigError in every process unless all pass the same `value`.
+
+    Processes that run with different configs would train different
+    programs and wait for each other at different collectives forever, so
+    the commands compare before they train. `value` must be a
+    JSON-serializable dict, and every process must call this at the same
+    point.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    from pretrain.config import ConfigError
+
+    primary = broadcast_json(value)
+    mine = json.loads(json.dumps(value))  # the same types as the broadcast copy
+    differs = mine != primary
+    flags = np.asarray(multihost_utils.process_allgather(np.int32(differs)))
+    others = [index for index, flag in enumerate(flags.ravel()) if flag]
+    if not others:
+        return
+    message = (
+        f"the {what} of process {others[0] if len(others) == 1 else others} "
+        "differs from process 0's; start every process with the same command "
+        "and config"
+    )
+    if differs:
+        keys = sorted(
+            key for key in set(mine) | set(primary) if mine.get(key) != primary.get(key)
+        )
+        message += f" (keys {keys} differ here)"
+    raise ConfigError(message)

@@ -18,7 +18,7 @@ from pretrain.data.scaling import fit_scaler_chunks
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
-from pretrain.multihost import primary_first
+from pretrain.multihost import is_primary, primary_first
 from pretrain.provenance import provenance
 from pretrain.workdir import check_workdir, remove_run_outputs, start_run, write_json
 
@@ -180,7 +180,8 @@ def run(
     test_x = dataset.test_x[:CODE_STATS_ROWS] if config.stream else dataset.test_x
     _save_code_stats(trained.module, scaler.apply(test_x), dataset, export_dir)
     _save_pictures(trained, dataset.input_shape, workdir)
-    logger.info("wrote the encoder export to %s", export_dir)
+    if is_primary():
+        logger.info("wrote the encoder export to %s", export_dir)
     return export_dir
 
 

@@ -6,7 +6,11 @@ import shutil
 import tempfile
 from typing import Any
 
-from pretrain.multihost import is_primary, run_on_primary
+from pretrain.multihost import (
+    check_same_in_every_process,
+    is_primary,
+    run_on_primary,
+)
 
 
 class WorkdirError(ValueError):
@@ -161,8 +165,10 @@ def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
     A workdir holding a run of the same config resumes it. One holding a
     different config is rejected unless `overwrite`, which first removes the
     old run's outputs. In a multi-process run process 0 decides and writes
-    `config.json`, and every process returns once it has.
+    `config.json`, and every process returns once it has. Before that, every
+    process checks that all of them got the same workdir and config.
     """
+    check_same_in_every_process({"workdir": workdir, **config}, "workdir and config")
     return run_on_primary(
         lambda: _start_run(workdir, config, overwrite=overwrite),
         errors=(WorkdirError,),

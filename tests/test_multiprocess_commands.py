@@ -88,11 +88,14 @@ def run_one_process(args: list[str], data_dir: str) -> None:
     assert status == 0, stderr[-3000:]
 
 
-def run_two_processes(args: list[str], data_dir: str) -> list[tuple[int, str]]:
+def run_two_processes(
+    args: list[str], data_dir: str, extra: tuple[list[str], list[str]] = ([], [])
+) -> list[tuple[int, str]]:
+    """Run `args` as processes 0 and 1, each with its own `extra` arguments."""
     address = f"localhost:{free_port()}"
     processes = [
         start(
-            args,
+            [*args, *extra[index]],
             command_env(
                 data_dir,
                 devices=1,
@@ -208,3 +211,36 @@ def test_rbm_two_processes_draw_with_threefry(digits_prepared, tmp_path):
     logs = check_succeeded(run_two_processes([*rbm, "--workdir", multi], data_dir))
     assert "draws with threefry2x32" in logs[0]
     check_weights_close(os.path.join(multi, "encoder"), os.path.join(single, "encoder"))
+
+
+@pytest.mark.slow
+def test_two_processes_different_configs(digits_prepared, tmp_path):
+    # Different configs would train different programs and wait at different
+    # collectives forever, so the commands compare them before training.
+    workdir = str(tmp_path / "run")
+    extra = (["--config.epochs=2"], ["--config.epochs=3"])
+    results = run_two_processes(
+        [*PRETRAIN, "--workdir", workdir], digits_prepared, extra
+    )
+    for index, (status, stderr) in enumerate(results):
+        assert status == 2, f"process {index}:\n{stderr[-3000:]}"
+        assert "the workdir and config of process 1 differs" in stderr
+    assert "keys ['epochs'] differ here" in results[1][1]
+    assert not os.path.exists(workdir)
+
+
+@pytest.mark.slow
+def test_config_error_in_one_process(digits_prepared, tmp_path):
+    # Process 1 stops at its config check, and process 0, left waiting at
+    # the next collective, must stop with one line instead of a traceback.
+    workdir = str(tmp_path / "run")
+    extra = ([], ["--config.epohcs=3"])
+    results = run_two_processes(
+        [*PRETRAIN, "--workdir", workdir], digits_prepared, extra
+    )
+    (status0, stderr0), (status1, stderr1) = results
+    assert status1 == 2
+    assert "unknown config key 'epohcs'" in stderr1
+    assert status0 == 1
+    assert "another process of the run stopped or failed first" in stderr0
+    assert "Traceback" not in stderr0

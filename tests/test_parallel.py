@@ -139,3 +139,25 @@ def test_distributed_invalid_env(monkeypatch):
     with pytest.raises(ConfigError, match="JAX_NUM_PROCESSES"):
         initialize_distributed(False)
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"JAX_NUM_PROCESSES": "0"}, "JAX_NUM_PROCESSES"),
+        ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, "use 0 to 1"),
+        ({"JAX_COORDINATOR_ADDRESS": "localhost:notaport"}, "HOST:PORT"),
+        ({"JAX_COORDINATOR_ADDRESS": "localhost"}, "HOST:PORT"),
+        ({"JAX_COORDINATOR_ADDRESS": "localhost:70000"}, "1 to 65535"),
+    ],
+)
+def test_distributed_env_out_of_range(monkeypatch, env, fragment):
+    from pretrain.cli_common import initialize_distributed
+    from pretrain.config import ConfigError
+
+    calls = record_initialize(monkeypatch)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=fragment):
+        initialize_distributed(False)
+    assert calls == []
