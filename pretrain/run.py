@@ -15,6 +15,7 @@ from pretrain.config import ConfigError
 from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler, load_dataset
 from pretrain.data.loading import load_streamed_dataset
 from pretrain.data.scaling import fit_scaler_chunks
+from pretrain.dbn import draw_rng_impl
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
@@ -102,6 +103,10 @@ def run(
         return trainer_method.run(config, workdir, overwrite=overwrite)
     check_common(config)
     trainer_method.check_config(config)
+    if "rng_impl" in config:
+        # config.json then records the generator the run draws with, so a
+        # resume on a device count that would change it is a different config.
+        config.rng_impl = draw_rng_impl(config.rng_impl)
     workdir = check_workdir(workdir)
     load = load_streamed_dataset if config.stream else load_dataset
     # Process 0 first, so that several processes never prepare a dataset at once.

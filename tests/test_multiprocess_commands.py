@@ -210,6 +210,8 @@ def test_rbm_two_processes_draw_with_threefry(digits_prepared, tmp_path):
     # The default rng_impl, philox4x32, cannot draw across devices.
     logs = check_succeeded(run_two_processes([*rbm, "--workdir", multi], data_dir))
     assert "draws with threefry2x32" in logs[0]
+    with open(os.path.join(multi, "config.json")) as f:
+        assert json.load(f)["rng_impl"] == "threefry2x32"
     check_weights_close(os.path.join(multi, "encoder"), os.path.join(single, "encoder"))
 
 
