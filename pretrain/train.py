@@ -258,20 +258,25 @@ class PhaseTrainer:
                     graphdef, loss_fn, tx, frozen, self.mesh, rng_impl
                 )
             self._compiled = _COMPILED[key]
+        self._traces_at_start = self._compiled.trace_count
         self.graphdef = graphdef
         self.epochs_done = 0
 
     @property
     def trace_count(self) -> int:
-        """How often this trainer's step was compiled (shared under a cache key)."""
-        return self._compiled.trace_count
+        """How often the step was compiled since this trainer was built.
+
+        Trainers with the same cache key share one compiled step, so one
+        whose shapes an earlier trainer compiled counts 0.
+        """
+        return self._compiled.trace_count - self._traces_at_start
 
     def run_epoch(self, data: Mapping[str, Any]) -> dict[str, float]:
         """Train one epoch over `data` (arrays with a shared leading axis)."""
         n = len(next(iter(data.values())))
         rng = jax.random.fold_in(self.shuffle_rng, self.epochs_done)
         indices, weight = epoch_batches(n, self.batch_size, rng, self.drop_remainder)
-        if self.epochs_done == 0 and self.trace_count == 0:
+        if self.epochs_done == 0 and self._compiled.trace_count == 0:
             logger.info("%s: compiling the train step", self.name)
 
         if self.mesh is not None:

@@ -72,7 +72,8 @@ def test_finetune_writes_metrics(ae_export, tmp_path):
         "unfreeze_1",
         "unfreeze_2",
     ]
-    assert all(s["compiles"] == 1 for s in metrics["stages"])
+    # At most once: a stage whose step an earlier test compiled counts 0.
+    assert all(s["compiles"] <= 1 for s in metrics["stages"])
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     with open(os.path.join(workdir, "labels.json")) as f:
         labels = json.load(f)
