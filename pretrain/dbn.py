@@ -6,6 +6,7 @@ is exported as a `dense` family sigmoid encoder, so `finetune` treats it
 like any encoder. `rbm` is the one-layer case.
 """
 
+import functools
 import logging
 import os
 from typing import Any
@@ -66,12 +67,17 @@ def draw_rng_impl(requested: str) -> str:
     """
     if requested != "philox4x32" or jax.device_count() == 1:
         return requested
-    logger.warning(
-        "rng_impl philox4x32 cannot draw across %d devices in this JAX version; "
-        "this run draws with threefry2x32",
-        jax.device_count(),
-    )
+    _warn_philox_fallback(jax.device_count())
     return "threefry2x32"
+
+
+@functools.cache  # once per process: a grid resolves many configs
+def _warn_philox_fallback(devices: int) -> None:
+    logger.warning(
+        "rng_impl philox4x32 cannot draw across %d devices in this JAX "
+        "version; this run draws with threefry2x32",
+        devices,
+    )
 
 
 def train_rbm(

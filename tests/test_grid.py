@@ -439,3 +439,19 @@ def test_narrowed_datasets_skip_strategies_outside_them(tmp_path):
     plan = build_plan(experiment, str(tmp_path))
     cells = [(cell.dataset, cell.strategy.name) for cell in plan.cells]
     assert cells == [("digits", "ae"), ("digits", "dae_both"), ("digits", "scratch")]
+
+
+def test_grid_records_rbm_generator_of_run(data_dir, tmp_path, monkeypatch):
+    # On several devices pretrain.run records threefry2x32, and the grid must
+    # expect the same config, or it would not find its finished runs.
+    import jax
+
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    strategies = ml_collections.ConfigDict({"dbn": ("dbn", "gradual")})
+    pretrain = ml_collections.ConfigDict({"hidden": (16,), "epochs": 1})
+    plan = build_plan(
+        tiny_experiment(strategies=strategies, pretrain=pretrain), str(tmp_path)
+    )
+    runs = [cell.pretrain for cell in plan.cells if hasattr(cell, "strategy")]
+    assert runs
+    assert all(run.config.rng_impl == "threefry2x32" for run in runs)
