@@ -246,18 +246,24 @@ def rbm_loss_fn(config: ml_collections.ConfigDict):
         if config.persistent:
             # The chains do not depend on this batch, so one product gives the
             # hidden inputs of data and chains, and one product its gradient.
-            both = hidden_pre_activation(weights, jnp.concatenate([v_data, v_neg]))
-            pre_data, pre_neg = both[: len(v_data)], both[len(v_data) :]
-            chain_p = jax.nn.sigmoid(jax.lax.stop_gradient(pre_neg))
+            # The free energy, too, is taken over the stacked rows: XLA would
+            # otherwise draw the negative samples twice, once for the stack
+            # and once for their own energy term.
+            both = jnp.concatenate([v_data, v_neg])
+            pre = hidden_pre_activation(weights, both)
+            pre_data = pre[: len(v_data)]
+            chain_p = jax.nn.sigmoid(jax.lax.stop_gradient(pre[len(v_data) :]))
             model.chains[...] = sample_hidden(chain_p, chain_key)
+            energy = free_energy_from_pre(weights, both, pre)
+            data_energy, neg_energy = energy[: len(v_data)], energy[len(v_data) :]
             neg_weight = jnp.ones((len(v_neg),), v_neg.dtype)
         else:
             pre_data = hidden_pre_activation(weights, v_data)
             pre_neg = hidden_pre_activation(weights, v_neg)
+            data_energy = free_energy_from_pre(weights, v_data, pre_data)
+            neg_energy = free_energy_from_pre(weights, v_neg, pre_neg)
             neg_weight = weight
 
-        data_energy = free_energy_from_pre(weights, v_data, pre_data)
-        neg_energy = free_energy_from_pre(weights, v_neg, pre_neg)
         loss = weighted_mean(data_energy, weight) - weighted_mean(
             neg_energy, neg_weight
         )
