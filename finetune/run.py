@@ -18,18 +18,11 @@ from finetune.model import Classifier, Head, head_spec
 from finetune.stages import PRESETS, Stage, encoder_units, schedule, stage_rules
 from pretrain import config as config_lib
 from pretrain.checkpoint import checkpoint_root
-from pretrain.data import (
-    DatasetError,
-    Scaler,
-    fit_scaler,
-    label_split,
-    load_dataset,
-    parse_budget,
-)
+from pretrain.data import Scaler, fit_scaler, label_split, parse_budget
+from pretrain.data.loading import load_dataset_process_0_first
 from pretrain.encoders import build_encoder
 from pretrain.export import ExportError, flat_state, load_encoder, write_weights_dir
 from pretrain.metrics import MetricWriter
-from pretrain.multihost import primary_first
 from pretrain.provenance import provenance
 from pretrain.train import BestTracker, PhaseTrainer, fit, predict, weighted_mean
 from pretrain.workdir import check_workdir, start_run, write_json
@@ -160,14 +153,8 @@ class Splits:
 
 
 def prepare_data(config, scaler, input_shape) -> Splits:
-    # Process 0 first, so that several processes never prepare a dataset at once.
-    dataset = primary_first(
-        lambda: load_dataset(
-            config.dataset,
-            split_seed=config.split_seed,
-            data_dir=config.data_dir or None,
-        ),
-        errors=(DatasetError,),
+    dataset = load_dataset_process_0_first(
+        config.dataset, split_seed=config.split_seed, data_dir=config.data_dir or None
     )
     if tuple(dataset.input_shape) != tuple(input_shape):
         raise ExportError(

@@ -12,14 +12,14 @@ from pretrain import pictures
 from pretrain.checkpoint import checkpoint_root
 from pretrain.code_stats import code_statistics, encode, save_code_stats
 from pretrain.config import ConfigError
-from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler, load_dataset
-from pretrain.data.loading import load_streamed_dataset
+from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler
+from pretrain.data.loading import load_dataset_process_0_first
 from pretrain.data.scaling import fit_scaler_chunks
 from pretrain.dbn import draw_rng_impl
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
-from pretrain.multihost import is_primary, primary_first
+from pretrain.multihost import is_primary
 from pretrain.provenance import provenance
 from pretrain.workdir import check_workdir, remove_run_outputs, start_run, write_json
 
@@ -108,15 +108,11 @@ def run(
         # resume on a device count that would change it is a different config.
         config.rng_impl = draw_rng_impl(config.rng_impl)
     workdir = check_workdir(workdir)
-    load = load_streamed_dataset if config.stream else load_dataset
-    # Process 0 first, so that several processes never prepare a dataset at once.
-    dataset = primary_first(
-        lambda: load(
-            config.dataset,
-            split_seed=config.split_seed,
-            data_dir=config.data_dir or None,
-        ),
-        errors=(DatasetError,),
+    dataset = load_dataset_process_0_first(
+        config.dataset,
+        split_seed=config.split_seed,
+        data_dir=config.data_dir or None,
+        stream=config.stream,
     )
 
     saved_config = {"method": method, **config_lib.to_dict(config)}

@@ -127,6 +127,25 @@ def load_dataset(
     )
 
 
+def load_dataset_process_0_first(
+    name: str,
+    *,
+    split_seed: int = 0,
+    data_dir: str | None = None,
+    stream: bool = False,
+) -> Dataset:
+    """`load_dataset` (or `load_streamed_dataset` with `stream`) in process 0
+    first and then in the others, so that the processes of a multi-process
+    run never prepare a TFDS dataset at once."""
+    from pretrain.multihost import primary_first
+
+    load = load_streamed_dataset if stream else load_dataset
+    return primary_first(
+        lambda: load(name, split_seed=split_seed, data_dir=data_dir),
+        errors=(DatasetError,),
+    )
+
+
 def load_streamed_dataset(
     name: str,
     *,
