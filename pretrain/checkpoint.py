@@ -12,7 +12,7 @@ bit-identical to an uninterrupted one on CPU.
 
 In a multi-process run every process saves and restores the same directory
 together, with orbax's default primary host (process 0) creating its
-directories. The state holds global replicated arrays, whose shards orbax
+directories. The state contains global replicated arrays, whose shards orbax
 writes once, from the process whose device has replica 0.
 """
 

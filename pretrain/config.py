@@ -84,8 +84,8 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
     ):
         value = float(value)
     if isinstance(current, str) and isinstance(value, int | float):
-        # A number given for a text field, such as a label budget of 100
-        # next to the default "all", parses as a literal; keep its text.
+        # A label budget of 100 parses as an int, but its field is text
+        # (default "all"), so keep the number's text.
         value = str(value)
     try:
         node[leaf] = value
