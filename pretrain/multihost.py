@@ -97,7 +97,7 @@ def primary_first(
     return result if is_primary() else fn()
 
 
-def check_same_in_every_process(value: dict[str, Any], what: str) -> None:
+def check_same_in_every_process(value: dict[str, Any], description: str) -> None:
     """Raise ConfigError in every process unless all pass the same `value`.
 
     Processes that run with different configs would train different
@@ -116,11 +116,12 @@ def check_same_in_every_process(value: dict[str, Any], what: str) -> None:
     mine = json.loads(json.dumps(value))  # the same types as the broadcast copy
     differs = mine != primary
     flags = np.asarray(multihost_utils.process_allgather(np.int32(differs)))
-    others = [index for index, flag in enumerate(flags.ravel()) if flag]
-    if not others:
+    differing = [index for index, flag in enumerate(flags.ravel()) if flag]
+    if not differing:
         return
+    processes = differing[0] if len(differing) == 1 else differing
     message = (
-        f"the {what} of process {others[0] if len(others) == 1 else others} "
+        f"the {description} of process {processes} "
         "differs from process 0's; start every process with the same command "
         "and config"
     )
