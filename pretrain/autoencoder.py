@@ -81,7 +81,9 @@ def corrupt(x: jax.Array, rng: jax.Array, noise: str, level: float) -> jax.Array
 def reconstruction_error(logits: jax.Array, target: jax.Array, loss: str) -> jax.Array:
     """Per-example error [batch], summed over features."""
     if loss == "cross_entropy":
-        errors = optax.sigmoid_binary_cross_entropy(logits, target)
+        # -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)) in one softplus:
+        # optax's form takes two, and XLA:CPU keeps both at full width.
+        errors = jax.nn.softplus(logits) - target * logits
     else:
         errors = jnp.square(logits - target)
     return jnp.sum(errors, axis=-1)
@@ -232,7 +234,7 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
             layer,
             layer_loss_fn(config, loss),
             optax.adam(config.learning_rate),
-            rng=context.rng_for(f"layer{k}/train"),
+            rng=context.train_rng(f"layer{k}/train"),
             batch_size=config.batch_size,
             scan=_scan(config),
             drop_remainder=config.drop_remainder,
@@ -320,7 +322,7 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
         model,
         deep_loss_fn(config, loss),
         optax.adam(config.learning_rate),
-        rng=context.rng_for("train"),
+        rng=context.train_rng("train"),
         batch_size=config.batch_size,
         scan=_scan(config),
         drop_remainder=config.drop_remainder,

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -11,6 +12,7 @@ from pretrain.autoencoder import (
     DeepAutoencoder,
     contractive_penalty,
     corrupt,
+    reconstruction_error,
     sparsity_penalty,
 )
 from pretrain.encoders import DenseEncoder, dense_spec
@@ -105,3 +107,12 @@ def test_deep_autoencoder_reconstruction_shape():
     model = DeepAutoencoder(encoder, tied=True, rngs=nnx.Rngs(0))
     x = jnp.ones((2, 4, 4, 1))
     assert model.decode(model.encoder(x)).shape == (2, 16)
+
+
+def test_cross_entropy_matches_optax():
+    logits = jnp.array([[-1000.0, -3.0, 0.0, 2.5, 1000.0]])
+    target = jnp.array([[0.0, 0.2, 0.5, 1.0, 0.7]])
+    expected = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, target), -1)
+    got = reconstruction_error(logits, target, "cross_entropy")
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
