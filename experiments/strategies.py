@@ -42,7 +42,7 @@ from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
-from pretrain.dbn import draw_rng_impl
+from pretrain.rng import draw_rng_impl
 from pretrain.methods import get_method
 
 logger = logging.getLogger(__name__)
@@ -309,9 +309,8 @@ def pretrain_config(
     config = config_lib.build_config(
         lambda: pretrain_run.default_config(strategy.method), overrides=overrides
     )
-    if "rng_impl" in config:
-        # As pretrain.run records it, so that finished runs match.
-        config.rng_impl = draw_rng_impl(config.rng_impl)
+    # As pretrain.run records it, so that finished runs match.
+    config.rng_impl = draw_rng_impl(config.rng_impl)
     pretrain_run.check_common(config)
     get_method(strategy.method).check_config(config)
     try:

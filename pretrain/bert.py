@@ -32,6 +32,7 @@ from pretrain.metrics import MetricWriter
 from pretrain.multihost import is_primary, primary_first
 from pretrain.optimizer import optimizer_from_config
 from pretrain.provenance import provenance
+from pretrain.rng import draw_rng_impl
 from pretrain.run import check_common
 from pretrain.train import PhaseTrainer, fit
 from pretrain.transformer import TransformerEncoder, transformer_spec
@@ -130,7 +131,7 @@ def pretrain_bert(context: PretrainContext) -> TrainedEncoder:
         model,
         bert_loss_fn(config, tokenizer),
         optimizer_from_config(config, len(context.x)),
-        rng=context.rng_for("train"),
+        rng=context.train_rng("train"),
         batch_size=config.batch_size,
         scan=config.scan,
         drop_remainder=config.drop_remainder,
@@ -162,6 +163,7 @@ def run_text(
     """
     check_common(config)
     check_bert_values(config)
+    config.rng_impl = draw_rng_impl(config.rng_impl)
     workdir = check_workdir(workdir)
     tokenizer = ByteTokenizer()
     # Process 0 first, so that several processes never prepare a dataset at once.

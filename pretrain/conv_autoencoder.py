@@ -282,7 +282,7 @@ def pretrain_layerwise(context: PretrainContext) -> TrainedEncoder:
             model,
             reconstruction_loss_fn(config, loss),
             config,
-            context.rng_for(f"stage{k}/train"),
+            context.train_rng(f"stage{k}/train"),
             f"stage{k}",
         )
         fit(trainer, {"x": inputs}, epochs=config.epochs, writer=context.writer)
@@ -316,7 +316,7 @@ def pretrain_end_to_end(context: PretrainContext) -> TrainedEncoder:
         model,
         reconstruction_loss_fn(config, loss),
         config,
-        context.rng_for("train"),
+        context.train_rng("train"),
         "deep",
     )
     fit(trainer, {"x": context.x}, epochs=config.epochs, writer=context.writer)
@@ -529,7 +529,7 @@ def pretrain_simmim(context: PretrainContext) -> TrainedEncoder:
         model,
         simmim_loss_fn(config, patch_size),
         config,
-        context.rng_for("train"),
+        context.train_rng("train"),
         "simmim",
     )
     fit(trainer, {"x": context.x}, epochs=config.epochs, writer=context.writer)

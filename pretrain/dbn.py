@@ -6,7 +6,6 @@ is exported as a `dense` family sigmoid encoder, so `finetune` treats it
 like any encoder. `rbm` is the one-layer case.
 """
 
-import functools
 import logging
 import os
 from typing import Any
@@ -34,10 +33,8 @@ from pretrain.rbm import (
     visible_mean,
 )
 from pretrain.rbm_monitor import Monitor, numpy_generator
+from pretrain.rng import draw_rng_impl, reseed
 from pretrain.train import PhaseTrainer, fit, predict
-
-# PRNG implementations that JAX registers under these names.
-RNG_IMPLS = ("philox4x32", "threefry2x32", "rbg", "unsafe_rbg")
 
 logger = logging.getLogger(__name__)
 
@@ -58,28 +55,6 @@ def initial_visible_bias(x: np.ndarray, gaussian: bool) -> np.ndarray:
     return ais.base_rate_bias(x)
 
 
-def draw_rng_impl(requested: str) -> str:
-    """Return the PRNG to draw with: `requested`, except on several devices.
-
-    JAX 0.10.2 cannot partition Philox's draws across a device mesh (lowering
-    a sharded draw fails with "Unable to convert MHLO to StableHLO"), so a
-    mesh draws with threefry2x32, whose draws do not depend on the mesh.
-    """
-    if requested != "philox4x32" or jax.device_count() == 1:
-        return requested
-    _warn_philox_fallback(jax.device_count())
-    return "threefry2x32"
-
-
-@functools.cache  # once per process: a grid resolves many configs
-def _warn_philox_fallback(devices: int) -> None:
-    logger.warning(
-        "rng_impl philox4x32 cannot draw across %d devices in this JAX "
-        "version; this run draws with threefry2x32",
-        devices,
-    )
-
-
 def train_rbm(
     train: np.ndarray,
     heldout: np.ndarray,
@@ -93,8 +68,7 @@ def train_rbm(
 ) -> RBM:
     """Train one RBM on `train` [n, visible], monitoring it against `heldout`."""
     init_key, train_key, monitor_key = jax.random.split(rng, 3)
-    seed = jax.random.bits(train_key, dtype=jnp.uint32)
-    train_key = jax.random.key(int(seed), impl=draw_rng_impl(config.rng_impl))
+    train_key = reseed(train_key, draw_rng_impl(config.rng_impl))
     model = RBM(
         train.shape[1],
         features,
@@ -391,12 +365,6 @@ def _check_training(config: ml_collections.ConfigDict) -> None:
         config.dbn_propagate,
         "use probabilities or samples",
     )
-    check(
-        config.rng_impl in RNG_IMPLS,
-        "rng_impl",
-        config.rng_impl,
-        "use one of " + ", ".join(RNG_IMPLS),
-    )
 
 
 def _check_monitors(config: ml_collections.ConfigDict) -> None:
@@ -447,10 +415,6 @@ def rbm_config(**changes: Any) -> ml_collections.ConfigDict:
     config.sparsity_target = 0.1  # target mean hidden probability
     config.sparsity_weight = 0.0  # weight of the KL sparsity penalty
     config.dbn_propagate = "probabilities"  # next layer's inputs: or samples
-    # The PRNG behind the Gibbs draws. XLA on CPU runs JAX's default
-    # threefry2x32 as a loop of small kernels, and Philox costs less there
-    # (docs/benchmarks.md). Both are counter-based and reproducible.
-    config.rng_impl = "philox4x32"
     config.monitor_fraction = 0.1  # pool share held out for the monitors
     config.ais_every = 10  # epochs between AIS estimates; 0 turns AIS off
     config.ais_chains = 100

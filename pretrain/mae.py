@@ -227,7 +227,7 @@ def pretrain_mae(context: PretrainContext) -> TrainedEncoder:
         model,
         mae_loss_fn(config),
         optimizer_from_config(config, len(context.x)),
-        rng=context.rng_for("train"),
+        rng=context.train_rng("train"),
         batch_size=config.batch_size,
         scan=config.scan,
         drop_remainder=config.drop_remainder,

@@ -17,6 +17,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from pretrain.rng import train_key
+
 
 @dataclasses.dataclass
 class PretrainContext:
@@ -34,6 +36,10 @@ class PretrainContext:
     def rng_for(self, purpose: str) -> jax.Array:
         """Return the seed's key for one purpose ("init", "layer0/train", ...)."""
         return jax.random.fold_in(self.rng, _stable_hash(purpose))
+
+    def train_rng(self, purpose: str) -> jax.Array:
+        """Return the key of one training phase, of PRNG `config.rng_impl`."""
+        return train_key(self.rng_for(purpose), self.config.rng_impl)
 
 
 def _stable_hash(text: str) -> int:

@@ -15,7 +15,7 @@ from pretrain.config import ConfigError
 from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler
 from pretrain.data.loading import load_dataset_process_0_first
 from pretrain.data.scaling import fit_scaler_chunks
-from pretrain.dbn import draw_rng_impl
+from pretrain.rng import DEFAULT_RNG_IMPL, RNG_IMPLS, draw_rng_impl
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
@@ -47,6 +47,9 @@ def common_config() -> ml_collections.ConfigDict:
     config.safetensors = False  # also write encoder/weights.safetensors
     # Epochs between checkpoints; 0 keeps only the one at the end of a phase.
     config.checkpoint_every = 5
+    # The PRNG behind training noise, masks, Gibbs draws and data order
+    # (pretrain.rng explains the default).
+    config.rng_impl = DEFAULT_RNG_IMPL
     return config
 
 
@@ -79,6 +82,12 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         config.scaling,
         "use minmax or standard",
     )
+    check(
+        config.rng_impl in RNG_IMPLS,
+        "rng_impl",
+        config.rng_impl,
+        "use one of " + ", ".join(RNG_IMPLS),
+    )
 
 
 def run(
@@ -103,10 +112,9 @@ def run(
         return trainer_method.run(config, workdir, overwrite=overwrite)
     check_common(config)
     trainer_method.check_config(config)
-    if "rng_impl" in config:
-        # config.json then records the generator the run draws with, so a
-        # resume on a device count that would change it is a different config.
-        config.rng_impl = draw_rng_impl(config.rng_impl)
+    # config.json then records the generator the run draws with, so a resume
+    # on a device count that would change it is a different config.
+    config.rng_impl = draw_rng_impl(config.rng_impl)
     workdir = check_workdir(workdir)
     dataset = load_dataset_process_0_first(
         config.dataset,

@@ -328,7 +328,6 @@ def test_bernoulli_input_out_of_range(tmp_path):
         ({"cd_k": 0}, "cd_k"),
         ({"momentum_final": 1.0}, "momentum_final"),
         ({"dbn_propagate": "means"}, "dbn_propagate"),
-        ({"rng_impl": "mersenne"}, "rng_impl"),
         ({"ais_temperatures": 1}, "ais_temperatures"),
     ],
 )

@@ -15,6 +15,7 @@ from flax import nnx
 
 from pretrain.autoencoder import AutoencoderLayer, autoencoder_config, layer_loss_fn
 from pretrain.data import fit_scaler, load_dataset
+from pretrain.rng import DEFAULT_RNG_IMPL
 from pretrain.train import PhaseTrainer
 
 MATMUL_SIZE = 2048
@@ -106,7 +107,7 @@ def dae_trainer(
         layer,
         layer_loss_fn(dae_config(), "cross_entropy"),
         optax.adam(AE_LEARNING_RATE),
-        rng=jax.random.key(0),
+        rng=jax.random.key(0, impl=DEFAULT_RNG_IMPL),
         batch_size=batch_size,
         name="dae_layer",
     )

@@ -37,6 +37,7 @@ from pretrain.conv_autoencoder import (
     conv_config,
     reconstruction_loss_fn,
 )
+from pretrain.rng import DEFAULT_RNG_IMPL
 from pretrain.train import PhaseTrainer
 from pretrain.transformer import TransformerEncoder, transformer_spec
 
@@ -116,7 +117,7 @@ def conv_stage_case(steps: int) -> StepCase:
         model,
         reconstruction_loss_fn(config, "squared_error"),
         optax.adam(config.learning_rate),
-        rng=jax.random.key(0),
+        rng=jax.random.key(0, impl=DEFAULT_RNG_IMPL),
         batch_size=BATCH,
         scan=config.scan,
         name="conv_stage",

@@ -1,0 +1,71 @@
+"""The PRNG that training steps draw with (`--config.rng_impl`)."""
+
+import jax
+import numpy as np
+import pytest
+
+from pretrain.config import ConfigError
+from pretrain.methods import PretrainContext
+from pretrain.rng import draw_rng_impl, train_key
+from pretrain.run import check_common, default_config
+
+
+@pytest.mark.parametrize("method", ["ae", "dae", "rbm", "mae"])
+def test_unknown_rng_impl_rejected_for_every_method(method):
+    config = default_config(method)
+    config.rng_impl = "mersenne"
+    with pytest.raises(ConfigError, match="rng_impl") as error:
+        check_common(config)
+    assert "philox4x32" in str(error.value)
+
+
+@pytest.mark.parametrize("method", ["ae", "dae", "rbm", "mae", "conv_dae"])
+def test_methods_default_to_philox(method):
+    assert default_config(method).rng_impl == "philox4x32"
+
+
+def context(impl: str) -> PretrainContext:
+    config = default_config("dae")
+    config.rng_impl = impl
+    return PretrainContext(
+        config=config,
+        x=np.zeros((4, 3), np.float32),
+        unit_range=True,
+        rng=jax.random.key(0),
+        writer=None,
+        workdir="",
+    )
+
+
+def test_threefry_train_key_is_the_purpose_key():
+    # Runs saved before rng_impl drew with this key; they keep their results.
+    run = context("threefry2x32")
+    np.testing.assert_array_equal(
+        jax.random.key_data(run.train_rng("layer0/train")),
+        jax.random.key_data(run.rng_for("layer0/train")),
+    )
+
+
+def test_philox_train_keys_differ_by_purpose_and_repeat():
+    run = context("philox4x32")
+    first = run.train_rng("layer0/train")
+    assert str(jax.random.key_impl(first)) == "philox4x32"
+
+    draws = [
+        np.asarray(jax.random.uniform(key, (4,)))
+        for key in (first, run.train_rng("layer0/train"), run.train_rng("layer1/train"))
+    ]
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], draws[2])
+
+
+def test_train_key_of_another_impl():
+    key = train_key(jax.random.key(3), "rbg")
+    assert str(jax.random.key_impl(key)) == "rbg"
+
+
+def test_one_device_draws_what_was_asked():
+    # The test process has one CPU device; tests/test_multiprocess_commands.py
+    # covers the fallback to threefry2x32 on a mesh.
+    assert jax.device_count() == 1
+    assert draw_rng_impl("philox4x32") == "philox4x32"
