@@ -1,10 +1,11 @@
 """Which PRNG the training steps draw with.
 
 JAX's default generator, threefry2x32, runs on XLA:CPU as a loop of small
-kernels; the noise of a denoising autoencoder layer at batch 256 costs about
-a sixth of its step that way. Philox (philox4x32) runs as one kernel, so the
-methods draw their training noise, masks and data order with it by default
-(`--config.rng_impl`). Initial weights always come from threefry2x32.
+kernels. At batch 256 the masking noise of a denoising autoencoder layer
+then takes about an eighth of the step (docs/benchmarks.md). Philox
+(philox4x32) runs as one kernel, so by default every method draws its
+training noise, masks and data order with it (`--config.rng_impl`).
+Initial weights always come from threefry2x32.
 """
 
 import functools
