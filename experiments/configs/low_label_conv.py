@@ -28,8 +28,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.datasets = ("mnist1d",)
-    config.budgets = ("100", "500", "all")
-    config.seeds = (0, 1, 2)
+    config.budgets = ("20", "50", "100", "500", "all")
+    config.seeds = (0, 1, 2, 3, 4)
     config.strategies = ml_collections.ConfigDict(
         {
             "scratch": {"preset": "scratch", "architecture": "conv_dae"},
