@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrain.numerics import softplus
+
 # Largest number of enumerated units; 2^22 states are a few seconds on a CPU.
 MAX_ENUMERATED_UNITS = 22
 
@@ -48,7 +50,7 @@ def _log_unnormalised(kernel, visible_bias, hidden_bias, base_bias, beta, v):
     # log p*_beta(v) of the intermediate distribution, hidden units summed out.
     visible_term = v @ ((1 - beta) * base_bias + beta * visible_bias)
     return visible_term + jnp.sum(
-        jax.nn.softplus(beta * (v @ kernel + hidden_bias)), axis=-1
+        softplus(beta * (v @ kernel + hidden_bias)), axis=-1
     )
 
 
@@ -137,7 +139,7 @@ def _all_states(start: int, count: int, units: int) -> np.ndarray:
 def _sum_over_visible(kernel, visible_bias, hidden_bias, v):
     # log sum over these visible states of exp(-F(v)).
     log_terms = v @ visible_bias + jnp.sum(
-        jax.nn.softplus(v @ kernel + hidden_bias), axis=-1
+        softplus(v @ kernel + hidden_bias), axis=-1
     )
     return jax.nn.logsumexp(log_terms)
 
@@ -146,7 +148,7 @@ def _sum_over_visible(kernel, visible_bias, hidden_bias, v):
 def _sum_over_hidden(kernel, visible_bias, hidden_bias, h):
     # Bernoulli visible units summed out for each hidden state.
     log_terms = h @ hidden_bias + jnp.sum(
-        jax.nn.softplus(h @ kernel.T + visible_bias), axis=-1
+        softplus(h @ kernel.T + visible_bias), axis=-1
     )
     return jax.nn.logsumexp(log_terms)
 

@@ -22,6 +22,7 @@ from pretrain import config as config_lib
 from pretrain.data.streaming import StreamedArray
 from pretrain.encoders import DenseEncoder, DenseLayer, activation_fn, dense_spec
 from pretrain.methods import Method, PretrainContext, TrainedEncoder, register
+from pretrain.numerics import softplus
 from pretrain.train import PhaseTrainer, fit, predict, weighted_mean
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def reconstruction_error(logits: jax.Array, target: jax.Array, loss: str) -> jax
     if loss == "cross_entropy":
         # -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)) in one softplus:
         # optax's form takes two, and XLA:CPU keeps both at full width.
-        errors = jax.nn.softplus(logits) - target * logits
+        errors = softplus(logits) - target * logits
     else:
         errors = jnp.square(logits - target)
     return jnp.sum(errors, axis=-1)

@@ -39,6 +39,7 @@ import optax
 from flax import nnx
 
 from pretrain.autoencoder import sparsity_penalty
+from pretrain.numerics import softplus
 from pretrain.train import weighted_mean
 
 
@@ -90,7 +91,7 @@ def free_energy_from_pre(
     softplus(x) = log(1 + e^x) keeps large inputs finite: a pre-activation of
     1000 contributes -1000.
     """
-    hidden_term = jnp.sum(jax.nn.softplus(pre_activation), axis=-1)
+    hidden_term = jnp.sum(softplus(pre_activation), axis=-1)
     if weights.variance is None:
         return -(v @ weights.visible_bias) - hidden_term
     quadratic = jnp.square(v - weights.visible_bias) / (2 * weights.variance)
