@@ -1,5 +1,6 @@
 """Where the RBM step's time goes: its matrix products alone, and the step
-with each PRNG implementation, as fractions of the matmul figure.
+with each PRNG implementation, as fractions of the matmul figure; then the
+softplus of the free energy, JAX's and `pretrain.numerics.softplus`.
 
     python -m experiments.benchmarks.rbm_breakdown [--batch 256]
 
@@ -23,6 +24,7 @@ from flax import nnx
 from experiments.benchmarks.common import matmul_flops, matmul_seconds
 from experiments.benchmarks.rbm import HIDDEN, rbm_step_flops, sklearn_settings
 from pretrain import rbm
+from pretrain.numerics import softplus
 from pretrain.train import PhaseTrainer
 
 VISIBLE = 784
@@ -80,6 +82,18 @@ def step_seconds(batch: int, rng_impl: str) -> float:
     return median_seconds(lambda: trainer.run_epoch(data))
 
 
+def softplus_seconds(fn, batch: int) -> tuple[float, float]:
+    """Median seconds of sum(fn(x)), and of it with its gradient, over the
+    stacked hidden pre-activations [2 * batch, HIDDEN]."""
+    x = 3.0 * jax.random.normal(jax.random.key(0), (2 * batch, HIDDEN))
+    value = jax.jit(lambda x: jnp.sum(fn(x)))
+    both = jax.jit(jax.value_and_grad(lambda x: jnp.sum(fn(x))))
+    return (
+        median_seconds(lambda: value(x).block_until_ready()),
+        median_seconds(lambda: jax.block_until_ready(both(x))),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
@@ -101,6 +115,11 @@ def main() -> None:
             f"  {name}: {seconds / STEPS * 1e3:.2f} ms/step, "
             f"{achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul"
         )
+
+    print(f"softplus over [{2 * args.batch}, {HIDDEN}], value and value+gradient:")
+    for name, fn in (("jax.nn.softplus", jax.nn.softplus), ("ours", softplus)):
+        value, both = softplus_seconds(fn, args.batch)
+        print(f"  {name}: {value * 1e3:.3f} ms, {both * 1e3:.3f} ms")
 
 
 if __name__ == "__main__":
