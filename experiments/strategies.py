@@ -42,8 +42,8 @@ from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
-from pretrain.rng import draw_rng_impl
 from pretrain.methods import get_method
+from pretrain.rng import draw_rng_impl
 
 logger = logging.getLogger(__name__)
 

@@ -49,9 +49,7 @@ def base_rate_bias(x: np.ndarray, pseudo_count: float = 1.0) -> np.ndarray:
 def _log_unnormalised(kernel, visible_bias, hidden_bias, base_bias, beta, v):
     # log p*_beta(v) of the intermediate distribution, hidden units summed out.
     visible_term = v @ ((1 - beta) * base_bias + beta * visible_bias)
-    return visible_term + jnp.sum(
-        softplus(beta * (v @ kernel + hidden_bias)), axis=-1
-    )
+    return visible_term + jnp.sum(softplus(beta * (v @ kernel + hidden_bias)), axis=-1)
 
 
 def _ais_transition(kernel, visible_bias, hidden_bias, base_bias, beta, v, rng):
@@ -138,9 +136,7 @@ def _all_states(start: int, count: int, units: int) -> np.ndarray:
 @jax.jit
 def _sum_over_visible(kernel, visible_bias, hidden_bias, v):
     # log sum over these visible states of exp(-F(v)).
-    log_terms = v @ visible_bias + jnp.sum(
-        softplus(v @ kernel + hidden_bias), axis=-1
-    )
+    log_terms = v @ visible_bias + jnp.sum(softplus(v @ kernel + hidden_bias), axis=-1)
     return jax.nn.logsumexp(log_terms)
 
 

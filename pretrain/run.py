@@ -15,12 +15,12 @@ from pretrain.config import ConfigError
 from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler
 from pretrain.data.loading import load_dataset_process_0_first
 from pretrain.data.scaling import fit_scaler_chunks
-from pretrain.rng import DEFAULT_RNG_IMPL, RNG_IMPLS, draw_rng_impl
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
 from pretrain.multihost import is_primary
 from pretrain.provenance import provenance
+from pretrain.rng import DEFAULT_RNG_IMPL, RNG_IMPLS, draw_rng_impl
 from pretrain.workdir import check_workdir, remove_run_outputs, start_run, write_json
 
 logger = logging.getLogger(__name__)
