@@ -83,8 +83,8 @@ def step_seconds(batch: int, rng_impl: str) -> float:
 
 
 def softplus_seconds(fn, batch: int) -> tuple[float, float]:
-    """Median seconds of sum(fn(x)), and of it with its gradient, over the
-    stacked hidden pre-activations [2 * batch, HIDDEN]."""
+    """Time sum(fn(x)) alone and with its gradient (median seconds each),
+    where x has the shape of the stacked hidden pre-activations."""
     x = 3.0 * jax.random.normal(jax.random.key(0), (2 * batch, HIDDEN))
     value = jax.jit(lambda x: jnp.sum(fn(x)))
     both = jax.jit(jax.value_and_grad(lambda x: jnp.sum(fn(x))))
