@@ -1,0 +1,18 @@
+"""The MNIST-1D part of `experiments low_label_masked`.
+
+Command::
+
+    experiments low_label_masked_mnist1d --workdir runs/low_label_masked_mnist1d
+
+`mae` and `scratch` x budgets 20, 50, 100, 500 and all x 5 seeds: 50
+fine-tuning runs and 5 pretraining runs. `masked_features` applies to
+digits only.
+"""
+
+import ml_collections
+
+from experiments.configs.low_label_masked import masked_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return masked_config(("mnist1d",))
