@@ -9,8 +9,8 @@ def softplus(x: jax.Array) -> jax.Array:
     """Return log(1 + e^x), finite for every finite x: 1000 gives 1000.
 
     It gives the values of `jax.nn.softplus` within float32 rounding. That
-    one goes through `logaddexp`, which XLA:CPU ran 3x to 4x slower on a 512x500
-    array, and 2x slower with its gradient (docs/benchmarks.md).
+    one goes through `logaddexp`, which XLA:CPU runs slower, with or without
+    the gradient (`experiments.benchmarks.rbm_breakdown` times both).
     """
     return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 

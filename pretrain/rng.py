@@ -1,10 +1,10 @@
 """Which PRNG the training steps draw with.
 
 JAX's default generator, threefry2x32, runs on XLA:CPU as a loop of small
-kernels. At batch 256 the masking noise of a denoising autoencoder layer
-then takes about an eighth of the step (docs/benchmarks.md). Philox
-(philox4x32) runs as one kernel, so by default every method draws its
-training noise, masks and data order with it (`--config.rng_impl`).
+kernels. Philox (philox4x32) runs as one kernel: the RBM step at batch 256
+takes about a fifth less time with it (`experiments.benchmarks.rbm_breakdown`).
+So by default every method draws its training noise, masks and data order
+with Philox (`--config.rng_impl`).
 Initial weights always come from threefry2x32.
 """
 
