@@ -6,7 +6,7 @@ Command::
 
 `mae` and `scratch` x budgets 20, 50, 100, 500 and all x 5 seeds: 50
 fine-tuning runs and 5 pretraining runs. `masked_features` applies to
-digits only.
+digits only. It took 31 minutes on 2 CPU cores.
 """
 
 import ml_collections
