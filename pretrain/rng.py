@@ -1,4 +1,4 @@
-"""Which PRNG the training steps draw with.
+"""The PRNG that the training steps draw with.
 
 JAX's default generator, threefry2x32, runs on XLA:CPU as a loop of small
 kernels. Philox (philox4x32) runs as one kernel: the RBM step at batch 256
