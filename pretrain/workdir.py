@@ -140,7 +140,7 @@ def remove_run_outputs(workdir: str, *, remove_empty: bool = False) -> None:
 # Config keys added after runs were saved without them, with the value that
 # gives the behaviour those runs had, so that such runs still count as the
 # same config when resumed or reused.
-# rbm and dbn runs from before `rng_impl` drew with JAX's default PRNG, and
+# Pretraining runs from before `rng_impl` drew with JAX's default PRNG, and
 # fine-tuning runs from before `standardize_codes` fed the head raw codes.
 ADDED_KEYS = {
     "stream": False,

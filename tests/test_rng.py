@@ -11,7 +11,7 @@ from pretrain.run import check_common, default_config
 
 
 @pytest.mark.parametrize("method", ["ae", "dae", "rbm", "mae"])
-def test_unknown_rng_impl_rejected_for_every_method(method):
+def test_unknown_rng_impl_rejected(method):
     config = default_config(method)
     config.rng_impl = "mersenne"
     with pytest.raises(ConfigError, match="rng_impl") as error:
@@ -37,8 +37,9 @@ def context(impl: str) -> PretrainContext:
     )
 
 
-def test_threefry_train_key_is_the_purpose_key():
-    # Runs saved before rng_impl drew with this key; they keep their results.
+def test_threefry_key_unchanged():
+    # Runs saved before rng_impl existed drew with this key, so they keep
+    # their results.
     run = context("threefry2x32")
     np.testing.assert_array_equal(
         jax.random.key_data(run.train_rng("layer0/train")),
@@ -46,7 +47,7 @@ def test_threefry_train_key_is_the_purpose_key():
     )
 
 
-def test_philox_train_keys_differ_by_purpose_and_repeat():
+def test_philox_keys_repeat_per_purpose():
     run = context("philox4x32")
     first = run.train_rng("layer0/train")
     assert str(jax.random.key_impl(first)) == "philox4x32"
@@ -59,13 +60,13 @@ def test_philox_train_keys_differ_by_purpose_and_repeat():
     assert not np.array_equal(draws[0], draws[2])
 
 
-def test_train_key_of_another_impl():
+def test_train_key_other_impl():
     key = train_key(jax.random.key(3), "rbg")
     assert str(jax.random.key_impl(key)) == "rbg"
 
 
-def test_one_device_draws_what_was_asked():
-    # The test process has one CPU device; tests/test_multiprocess_commands.py
-    # covers the fallback to threefry2x32 on a mesh.
+def test_one_device_keeps_philox():
+    # The test process has one CPU device. The fallback to threefry2x32 on a
+    # mesh is covered by tests/test_multiprocess_commands.py.
     assert jax.device_count() == 1
     assert draw_rng_impl("philox4x32") == "philox4x32"

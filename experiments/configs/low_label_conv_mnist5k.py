@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = low_label_conv.get_config()
     config.datasets = ("mnist5k",)
     config.budgets = ("100",)
-    # Three seeds, as in the run on docs/results.md; low_label_conv has five.
+    # Three seeds, as in the run on docs/results.md. low_label_conv has five.
     config.seeds = (0, 1, 2)
     del config.strategies["conv_dae_full"]
     return config
