@@ -356,18 +356,8 @@ def check_reconstruction_config(
 ) -> None:
     """Check the loss, denoising and sparsity keys that every autoencoder shares."""
     check = config_lib.check
-    check(
-        config.loss in ("auto", "cross_entropy", "squared_error"),
-        "loss",
-        config.loss,
-        "use auto, cross_entropy or squared_error",
-    )
-    check(
-        config.noise in ("none", "mask", "gaussian"),
-        "noise",
-        config.noise,
-        "use none, mask or gaussian",
-    )
+    config_lib.check_choice(config, "loss", ("auto", "cross_entropy", "squared_error"))
+    config_lib.check_choice(config, "noise", ("none", "mask", "gaussian"))
     check(config.noise_level >= 0, "noise_level", config.noise_level, "must be >= 0")
     if config.noise == "mask":
         check(
@@ -376,18 +366,7 @@ def check_reconstruction_config(
             config.noise_level,
             "a masking probability must be in [0, 1)",
         )
-    check(
-        0.0 < config.sparsity_target < 1.0,
-        "sparsity_target",
-        config.sparsity_target,
-        "must be in (0, 1)",
-    )
-    check(
-        config.sparsity_weight >= 0,
-        "sparsity_weight",
-        config.sparsity_weight,
-        "must be >= 0",
-    )
+    config_lib.check_sparsity(config)
     if config.sparsity_weight > 0:
         check(
             config.activation in sparse_activations,
@@ -399,19 +378,8 @@ def check_reconstruction_config(
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     check = config_lib.check
-    check(len(config.hidden) > 0, "hidden", config.hidden, "give at least one width")
-    check(
-        all(isinstance(h, int) and h > 0 for h in config.hidden),
-        "hidden",
-        config.hidden,
-        "widths must be positive ints",
-    )
-    check(
-        config.activation in ("sigmoid", "relu", "tanh"),
-        "activation",
-        config.activation,
-        "use sigmoid, relu or tanh",
-    )
+    config_lib.check_widths(config)
+    config_lib.check_choice(config, "activation", ("sigmoid", "relu", "tanh"))
     check_reconstruction_config(
         config,
         sparse_activations=("sigmoid",),

@@ -202,3 +202,39 @@ def check(condition: bool, key: str, value: Any, requirement: str) -> None:
     """Raise ConfigError for `key` unless `condition` holds."""
     if not condition:
         raise ConfigError(f"config key {key!r} = {value!r} is invalid: {requirement}")
+
+
+def check_choice(
+    config: ml_collections.ConfigDict, key: str, choices: tuple[str, ...]
+) -> None:
+    """Raise ConfigError unless `config[key]` is one of `choices`."""
+    listed = ", ".join(choices[:-1]) + " or " + choices[-1]
+    check(config[key] in choices, key, config[key], f"use {listed}")
+
+
+def check_widths(config: ml_collections.ConfigDict, key: str = "hidden") -> None:
+    """Raise ConfigError unless `config[key]` is one or more positive int widths."""
+    widths = config[key]
+    check(len(widths) > 0, key, widths, "give at least one width")
+    check(
+        all(isinstance(h, int) and h > 0 for h in widths),
+        key,
+        widths,
+        "widths must be positive ints",
+    )
+
+
+def check_sparsity(config: ml_collections.ConfigDict) -> None:
+    """Check the KL sparsity penalty's `sparsity_target` and `sparsity_weight`."""
+    check(
+        0.0 < config.sparsity_target < 1.0,
+        "sparsity_target",
+        config.sparsity_target,
+        "must be in (0, 1)",
+    )
+    check(
+        config.sparsity_weight >= 0,
+        "sparsity_weight",
+        config.sparsity_weight,
+        "must be >= 0",
+    )

@@ -564,18 +564,8 @@ def _check_architecture(config: ml_collections.ConfigDict) -> None:
     )
     for key in ("kernel_size", "stride", "pool_size"):
         check(_positive_int(config[key]), key, config[key], "must be a positive int")
-    check(
-        config.pool in ("max", "avg", "none"),
-        "pool",
-        config.pool,
-        "use max, avg or none",
-    )
-    check(
-        config.activation in ("sigmoid", "relu", "tanh"),
-        "activation",
-        config.activation,
-        "use sigmoid, relu or tanh",
-    )
+    config_lib.check_choice(config, "pool", ("max", "avg", "none"))
+    config_lib.check_choice(config, "activation", ("sigmoid", "relu", "tanh"))
     check(config.dtype in DTYPES, "dtype", config.dtype, f"use one of {DTYPES}")
 
 
@@ -602,12 +592,7 @@ def _check_masking(config: ml_collections.ConfigDict) -> None:
         config.patch_size,
         "use a positive int, or 0 to choose by input size",
     )
-    check(
-        config.mask_loss in ("l1", "l2"),
-        "mask_loss",
-        config.mask_loss,
-        "use l1 or l2",
-    )
+    config_lib.check_choice(config, "mask_loss", ("l1", "l2"))
 
 
 def check_simmim_config(config: ml_collections.ConfigDict) -> None:

@@ -286,19 +286,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def _check_units(config: ml_collections.ConfigDict) -> None:
     check = config_lib.check
-    check(len(config.hidden) > 0, "hidden", config.hidden, "give at least one width")
-    check(
-        all(isinstance(h, int) and h > 0 for h in config.hidden),
-        "hidden",
-        config.hidden,
-        "widths must be positive ints",
-    )
-    check(
-        config.visible in ("bernoulli", "gaussian"),
-        "visible",
-        config.visible,
-        "use bernoulli or gaussian",
-    )
+    config_lib.check_widths(config)
+    config_lib.check_choice(config, "visible", ("bernoulli", "gaussian"))
     if config.visible == "bernoulli":
         check(
             config.scaling == "minmax",
@@ -341,30 +330,9 @@ def _check_training(config: ml_collections.ConfigDict) -> None:
         "must be >= 0",
     )
     check(config.weight_decay >= 0, "weight_decay", config.weight_decay, "must be >= 0")
-    check(
-        config.lr_schedule in ("constant", "linear", "cosine"),
-        "lr_schedule",
-        config.lr_schedule,
-        "use constant, linear or cosine",
-    )
-    check(
-        0.0 < config.sparsity_target < 1.0,
-        "sparsity_target",
-        config.sparsity_target,
-        "must be in (0, 1)",
-    )
-    check(
-        config.sparsity_weight >= 0,
-        "sparsity_weight",
-        config.sparsity_weight,
-        "must be >= 0",
-    )
-    check(
-        config.dbn_propagate in ("probabilities", "samples"),
-        "dbn_propagate",
-        config.dbn_propagate,
-        "use probabilities or samples",
-    )
+    config_lib.check_choice(config, "lr_schedule", ("constant", "linear", "cosine"))
+    config_lib.check_sparsity(config)
+    config_lib.check_choice(config, "dbn_propagate", ("probabilities", "samples"))
 
 
 def _check_monitors(config: ml_collections.ConfigDict) -> None:

@@ -155,19 +155,8 @@ def check_mae(config: ml_collections.ConfigDict) -> None:
 
 
 def check_masked_features(config: ml_collections.ConfigDict) -> None:
-    check(len(config.hidden) > 0, "hidden", config.hidden, "give at least one width")
-    check(
-        all(isinstance(h, int) and h > 0 for h in config.hidden),
-        "hidden",
-        config.hidden,
-        "widths must be positive ints",
-    )
-    check(
-        config.activation in ("sigmoid", "relu", "tanh"),
-        "activation",
-        config.activation,
-        "use sigmoid, relu or tanh",
-    )
+    config_lib.check_widths(config)
+    config_lib.check_choice(config, "activation", ("sigmoid", "relu", "tanh"))
     check(
         0 < config.mask_ratio < 1,
         "mask_ratio",

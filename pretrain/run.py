@@ -76,12 +76,7 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         config.learning_rate,
         "must be positive",
     )
-    check(
-        config.scaling in ("minmax", "standard"),
-        "scaling",
-        config.scaling,
-        "use minmax or standard",
-    )
+    config_lib.check_choice(config, "scaling", ("minmax", "standard"))
     check(
         config.rng_impl in RNG_IMPLS,
         "rng_impl",

@@ -266,6 +266,30 @@ BAD_INPUT = [
         "epochs",
     ),
     (
+        "unknown activation",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.activation=gelu"),
+        "'gelu' is invalid: use sigmoid, relu or tanh",
+    ),
+    (
+        "no hidden widths",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.hidden=()", method="masked_features"),
+        "give at least one width",
+    ),
+    (
+        "sparsity target out of range",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.sparsity_target=1.5", method="rbm"),
+        "'sparsity_target' = 1.5 is invalid: must be in (0, 1)",
+    ),
+    (
+        "unknown pooling",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.pool=min", method="conv_ae"),
+        "'pool' = 'min' is invalid: use max, avg or none",
+    ),
+    (
         "masking noise out of range",
         "pretrain",
         lambda t, e: bad_pretrain(t, "--config.noise=mask", "--config.noise_level=1.5"),
