@@ -7,6 +7,7 @@ test builder that generates its own examples.
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 import PIL.Image
@@ -365,11 +366,56 @@ def test_split_deterministic():
 
 
 def test_split_small_class_error():
-    # Class 3 has 2 examples but needs 10 training plus 2 validation labels.
+    # Class 3 has 2 examples, enough for one training and one validation label.
     others = np.repeat(np.delete(np.arange(10), 3), 50)
     labels = np.concatenate([others, [3, 3]])
-    with pytest.raises(DatasetError, match="class 3 has 2 examples .* 12 are needed"):
+    with pytest.raises(
+        DatasetError, match=r"budget 100 .* \[10, 10\] .* class 3, .* \(2\)"
+    ):
         label_split(labels, 100, 10, seed=0)
+    assert len(label_split(labels, 10, 10, seed=0).train_idx) == 10
+
+
+def test_split_class_too_small_for_any():
+    labels = np.concatenate([np.repeat(np.arange(1, 10), 50), [0]])
+    with pytest.raises(
+        DatasetError, match=r"class 0 has too few examples in the pool \(1\)"
+    ):
+        label_split(labels, 10, 10, seed=0)
+
+
+def _upper_bound_in_hint(labels, num_classes):
+    with pytest.raises(DatasetError, match="so the validation set also fits") as err:
+        label_split(labels, 10**6, num_classes, seed=0)
+    return int(re.search(r"in \[\d+, (\d+)\]", str(err.value)).group(1))
+
+
+def test_split_hint_bound_unbalanced():
+    # Class 9 has 30 examples, so the largest class share of training plus
+    # validation labels is at most 30: 250 + 250 // 5 = 300 = 10 * 30.
+    labels = np.concatenate([np.repeat(np.arange(9), 50), np.full(30, 9)])
+    bound = _upper_bound_in_hint(labels, 10)
+    assert bound == 250
+    for seed in range(5):
+        assert len(label_split(labels, bound, 10, seed=seed).train_idx) == bound
+    with pytest.raises(DatasetError, match=r"budget 251 .* \[10, 250\]"):
+        label_split(labels, 251, 10, seed=0)
+
+
+def test_split_hint_bound_digits(digits):
+    bound = _upper_bound_in_hint(digits.train_y, digits.num_classes)
+    for seed in range(5):
+        split = label_split(digits.train_y, bound, digits.num_classes, seed=seed)
+        assert len(split.train_idx) == bound
+    for seed in range(5):
+        with pytest.raises(DatasetError, match=rf"budget {bound + 1} .* {bound}\]"):
+            label_split(digits.train_y, bound + 1, digits.num_classes, seed=seed)
+    # "all" draws validation in proportion to the class frequencies instead, so
+    # it keeps more training labels than the largest budget.
+    n = len(digits.train_y)
+    split = label_split(digits.train_y, None, digits.num_classes, seed=0)
+    assert len(split.train_idx) == n - round(n / 6)
+    assert len(split.train_idx) > bound
 
 
 def test_split_budget_too_small():

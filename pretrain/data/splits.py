@@ -5,7 +5,10 @@ go to each class, and the remaining B % num_classes go one each to distinct
 classes drawn at random with the seed. The validation set of
 max(B // 5, num_classes) examples is drawn the same way, disjoint from the
 training labels, except that its remaining examples go first to classes that got
-no extra training example, so train plus validation stays balanced.
+no extra training example, so train plus validation stays balanced. Which class
+gets the largest share of those B + max(B // 5, num_classes) labels depends on
+the seed, so a budget is accepted only if the smallest class has enough examples
+for that largest share.
 
 The budget "all" keeps the whole pool except a validation set of
 max(round(n / 6), num_classes) examples, drawn in proportion to the class
@@ -147,7 +150,7 @@ def label_split(
         val_idx = _draw(labels, val_quota, rng)
         train_idx = np.setdiff1d(np.arange(n, dtype=np.int64), val_idx)
         return LabelSplit(train_idx, val_idx, budget, seed)
-    _check_budget(budget, n, num_classes)
+    _check_budget(budget, counts)
     any_class = np.ones(num_classes, dtype=bool)
     train_quota = _balanced_quotas(budget, any_class, rng)
     got_extra = train_quota > budget // num_classes
@@ -204,23 +207,38 @@ def _check_seed(seed: int) -> int:
     return int(seed)
 
 
-def _check_budget(budget: int, n: int, num_classes: int) -> None:
-    largest = _largest_budget(n, num_classes)
+def _check_budget(budget: int, counts: np.ndarray) -> None:
+    num_classes = len(counts)
+    smallest = int(np.argmin(counts))
+    largest = _largest_budget(counts)
     if largest < num_classes:
         raise DatasetError(
-            f"a pool of {n} examples is too small for any label budget with "
-            f"{num_classes} classes: it needs at least {2 * num_classes} examples "
-            "so each class has one training and one validation label"
+            f"class {smallest} has too few examples in the pool "
+            f"({counts[smallest]}) for any label budget: each of the "
+            f"{num_classes} classes needs at least 2, one for training and one "
+            "for validation"
         )
     if not num_classes <= budget <= largest:
         raise DatasetError(
-            f"invalid label budget {budget} for a pool of {n} examples and "
-            f"{num_classes} classes: pass a budget in [{num_classes}, {largest}] "
-            "so the validation set also fits, or 'all'"
+            f"invalid label budget {budget} for a pool of {counts.sum()} examples "
+            f"and {num_classes} classes: pass a budget in [{num_classes}, "
+            f"{largest}] so the validation set also fits, or 'all'. The upper "
+            f"bound comes from class {smallest}, which has the fewest examples "
+            f"({counts[smallest]})."
         )
 
 
-def _largest_budget(n: int, num_classes: int) -> int:
+def _largest_budget(counts: np.ndarray) -> int:
+    """Return the largest budget that `label_split` accepts for every seed."""
+    # Train plus validation, total = b + max(b // 5, num_classes) labels, is
+    # split as evenly as possible, so the largest class share is
+    # ceil(total / num_classes). The seed decides which class gets it, so a
+    # budget fits every seed only if total <= num_classes * min(counts).
+    num_classes = len(counts)
+    return _largest_total_fit(num_classes * int(counts.min()), num_classes)
+
+
+def _largest_total_fit(n: int, num_classes: int) -> int:
     """Return the largest b with b + max(b // 5, num_classes) <= n."""
     # The left side grows with b, so the result is the largest fitting b in the
     # regime b >= 5 * num_classes (validation b // 5) if one exists, else in the
