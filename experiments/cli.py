@@ -86,11 +86,35 @@ def reject_multiple_processes() -> None:
     )
 
 
+def join_shard_values(argv: list[str]) -> list[str]:
+    """Rewrite `--shard -1/2` as `--shard=-1/2`.
+
+    argparse reads a value that starts with '-' as an option and stops with
+    "expected one argument", so the value would never reach `parse_shard` and
+    its message. A value that starts with '--' is left alone because it is the
+    next option, and argparse then reports the missing value.
+    """
+    joined = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token != "--shard":
+            joined.append(token)
+            continue
+        value = next(tokens, None)
+        if value is not None and value.startswith("-") and not value.startswith("--"):
+            joined.append(f"--shard={value}")
+            continue
+        joined.append(token)
+        if value is not None:
+            joined.append(value)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["merge"]:
         return merge_main(argv[1:])
-    args, extra = build_parser().parse_known_args(argv)
+    args, extra = build_parser().parse_known_args(join_shard_values(argv))
     setup_logging(args.verbose)
     if not args.verbose:
         # A grid runs hundreds of stages; keep one line per run in the log.

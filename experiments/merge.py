@@ -37,7 +37,12 @@ def _check_same_config(shard_dirs: list[str], configs: list[dict]) -> None:
             )
 
 
-def _check_shards(shard_dirs: list[str], grids: list[dict]) -> None:
+def _check_shards(shard_dirs: list[str], grids: list[dict]) -> str:
+    """Raise unless the shards come from one --shard I/N split.
+
+    Return a note for the top of results.md that names the missing shards, or
+    "" when every shard of the split is present.
+    """
     counts = {tuple(grid["shard"])[1] for grid in grids}
     indices = sorted(tuple(grid["shard"])[0] for grid in grids)
     if len(counts) != 1:
@@ -50,13 +55,21 @@ def _check_shards(shard_dirs: list[str], grids: list[dict]) -> None:
             f"({found}); merge shards of one --shard I/N split"
         )
     count = counts.pop()
-    if indices != list(range(count)):
-        # Merging a subset is allowed, for a look at partial results.
-        logger.warning(
-            "merging shards %s of %d; the merged results are incomplete",
-            indices,
-            count,
-        )
+    missing = sorted(set(range(count)) - set(indices))
+    if not missing:
+        return ""
+    # Merging a subset is allowed, for a look at partial results.
+    logger.warning(
+        "merging shards %s of %d; shards %s are missing, so the merged results "
+        "are incomplete",
+        indices,
+        count,
+        missing,
+    )
+    return (
+        f"Incomplete: shards {missing} of {count} are missing, so these tables "
+        f"cover only the cells of shards {indices}."
+    )
 
 
 def _in_grid_order(rows: list[dict], config: dict) -> list[dict]:
@@ -86,7 +99,7 @@ def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
     configs = [_read_json(os.path.join(d, "config.json")) for d in shard_dirs]
     grids = [_read_json(os.path.join(d, "grid.json")) for d in shard_dirs]
     _check_same_config(shard_dirs, configs)
-    _check_shards(shard_dirs, grids)
+    incomplete = _check_shards(shard_dirs, grids)
 
     rows, origin = [], {}
     for shard_dir in shard_dirs:
@@ -112,5 +125,5 @@ def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
     datasets = list(dict.fromkeys(row["dataset"] for row in rows))
     title = report_title(grids[0].get("experiment"), datasets)
     chart = configs[0].get("transfer_chart")
-    write_report(rows, out_dir, title, transfer_chart=chart)
+    write_report(rows, out_dir, title, transfer_chart=chart, preamble=incomplete)
     return rows

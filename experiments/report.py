@@ -176,10 +176,16 @@ def report_title(name: str, datasets: list[str]) -> str:
     return f"experiment {name or 'grid'} on {', '.join(datasets)}"
 
 
-def markdown_table(rows: list[dict], title: str, notes: str = "") -> str:
-    """Return results.md: an intro, then one section per dataset."""
+def markdown_table(
+    rows: list[dict], title: str, notes: str = "", preamble: str = ""
+) -> str:
+    """Return results.md: the title, `preamble` if any, an intro, then one
+    section per dataset and `notes` if any."""
     datasets = _datasets(rows)
-    lines = [f"# {title}", "", INTRO, ""]
+    lines = [f"# {title}", ""]
+    if preamble:
+        lines += [preamble, ""]
+    lines += [INTRO, ""]
     for dataset in datasets:
         lines += dataset_section(
             rows, dataset, heading=len(datasets) > 1 or bool(dataset)
@@ -289,12 +295,13 @@ def write_report(
     title: str,
     notes: str = "",
     transfer_chart: dict | None = None,
+    preamble: str = "",
 ) -> str:
     """Write results.md and accuracy_vs_labels.png to `workdir`; with a
     `transfer_chart` section also transfer_chart.png, and where strategies
     differ in pretraining epochs accuracy_vs_pretrain_epochs.png. Return
-    the table."""
-    table = markdown_table(rows, title, notes)
+    the table. A `preamble` goes right below the title."""
+    table = markdown_table(rows, title, notes, preamble)
     if transfer_chart and rows:
         table += "\n" + "\n".join(chart_table(rows, transfer_chart)) + "\n"
         plot_chart(rows, transfer_chart, os.path.join(workdir, "transfer_chart.png"))
