@@ -306,17 +306,21 @@ def pretrain_config(
             # Report it as an unknown key of this method's config.
             shared[field] = value
     overrides = {**shared, **strategy.pretrain, "dataset": dataset, "seed": seed}
-    config = config_lib.build_config(
-        lambda: pretrain_run.default_config(strategy.method), overrides=overrides
-    )
-    # As pretrain.run records it, so that finished runs match.
-    config.rng_impl = draw_rng_impl(config.rng_impl)
-    pretrain_run.check_common(config)
-    get_method(strategy.method).check_config(config)
     try:
+        config = config_lib.build_config(
+            lambda: pretrain_run.default_config(strategy.method), overrides=overrides
+        )
+        # As pretrain.run records it, so that finished runs match.
+        config.rng_impl = draw_rng_impl(config.rng_impl)
+        pretrain_run.check_common(config)
+        get_method(strategy.method).check_config(config)
         pretrain_run.check_stream(strategy.method, config)
     except ConfigError as error:
-        raise ConfigError(f"strategy {strategy.name!r}: {error}") from None
+        # The keys come from the experiment's pretrain section or the
+        # strategy's own, so the message names the run they configure.
+        raise ConfigError(
+            f"pretrain config of strategy {strategy.name!r}: {error}"
+        ) from None
     return config
 
 

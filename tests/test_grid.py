@@ -232,7 +232,24 @@ def test_merge_command_writes_results(tmp_path):
     assert experiments_main(["merge", out, first, second]) == 0
     merged = read_csv(os.path.join(out, "results.csv"))
     assert len(merged) == 3
-    assert os.path.isfile(os.path.join(out, "results.md"))
+    with open(os.path.join(out, "results.md")) as f:
+        assert "Incomplete" not in f.read()
+
+
+def test_merge_subset_names_missing_shards(tmp_path, capsys):
+    first = fake_shard(tmp_path / "a", 0, 2, [fake_row("ae", 0)])
+    out = str(tmp_path / "out")
+    assert experiments_main(["merge", out, first]) == 0
+    with open(os.path.join(out, "results.md")) as f:
+        lines = f.read().splitlines()
+    note = (
+        "Incomplete: shards [1] of 2 are missing, so these tables cover only "
+        "the cells of shards [0]."
+    )
+    # Right below the title, before the intro and the tables.
+    assert lines[0].startswith("# ")
+    assert lines[2] == note
+    assert note in capsys.readouterr().out
 
 
 def test_shards_partition_cells(data_dir, tmp_path):
@@ -248,6 +265,21 @@ def test_shards_partition_cells(data_dir, tmp_path):
 def test_parse_shard_rejects(text):
     with pytest.raises(ConfigError, match="--shard"):
         parse_shard(text)
+
+
+@pytest.mark.parametrize("text", ["-1/2", "2/2"])
+def test_shard_command_rejects(tmp_path, capsys, text):
+    workdir = str(tmp_path / "grid")
+    status = experiments_main(["quick", "--workdir", workdir, "--shard", text])
+    assert status == 2
+    assert f"invalid --shard '{text}': pass I/N" in capsys.readouterr().err
+    assert not os.path.exists(workdir)
+
+
+def test_shard_command_missing_value(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiments_main(["quick", "--workdir", str(tmp_path), "--shard", "--quiet"])
+    assert "--shard: expected one argument" in capsys.readouterr().err
 
 
 def test_parse_shard_accepts():
@@ -268,7 +300,7 @@ def test_strategy_pretrain_typo_rejected(data_dir):
     strategies = ml_collections.ConfigDict(
         {"ae": {"method": "ae", "pretrain": {"hiden": (8,)}}}
     )
-    with pytest.raises(ConfigError, match="hiden"):
+    with pytest.raises(ConfigError, match="pretrain config of strategy 'ae': .*hiden"):
         check_experiment(tiny_experiment(strategies=strategies))
 
 
