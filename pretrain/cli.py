@@ -6,6 +6,7 @@ pretrain METHOD --dataset NAME --workdir DIR
 
 import argparse
 import sys
+from typing import Any
 
 from pretrain import config as config_lib
 from pretrain.cli_common import (
@@ -38,6 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_file(path: str, method: str) -> dict[str, Any]:
+    """Read `--config FILE` for `method`, accepting a run's saved config.json.
+
+    A saved config.json names its method next to the config keys; the name
+    must match the method on the command line and is then dropped.
+    """
+    values = config_lib.load_config_file(path)
+    saved = values.pop("method", None)
+    if saved is not None and saved != method:
+        raise config_lib.ConfigError(
+            f"config file {path!r} is for method {saved!r}, not {method!r}: "
+            f"run `pretrain {saved} --config {path}`, or delete its 'method' key"
+        )
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     setup_logging(args.verbose)
@@ -51,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides = split_overrides(extra)
         if args.dataset is not None:
             overrides["dataset"] = args.dataset
+        file = None if args.config is None else config_file(args.config, args.method)
         config = config_lib.build_config(
-            lambda: default_config(args.method), file=args.config, overrides=overrides
+            lambda: default_config(args.method), file=file, overrides=overrides
         )
         run(args.method, config, args.workdir, overwrite=args.overwrite)
 

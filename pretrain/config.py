@@ -173,13 +173,14 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def build_config(
     defaults: Callable[[], ml_collections.ConfigDict],
     *,
-    file: str | None = None,
+    file: str | Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
     open_sections: Iterable[str] = (),
 ) -> ml_collections.ConfigDict:
     """Defaults, then the config file, then overrides; the result is locked.
 
-    `open_sections` name nested dicts that accept new keys, such as an
+    `file` is a path for `load_config_file`, or the values already read from
+    one. `open_sections` name nested dicts that accept new keys, such as an
     experiment's overrides for another command's config, which that command
     checks itself.
     """
@@ -187,8 +188,10 @@ def build_config(
     config.lock()
     for section in open_sections:
         config[section].unlock()
+    if isinstance(file, str):
+        file = load_config_file(file)
     if file is not None:
-        apply_overrides(config, load_config_file(file))
+        apply_overrides(config, file)
     apply_overrides(config, overrides or {})
     return config
 

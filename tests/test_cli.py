@@ -11,7 +11,11 @@ import tensorflow_datasets as tfds
 
 from experiments.cli import main as experiments_main
 from finetune.cli import main as finetune_main
+from pretrain import config as config_lib
+from pretrain.cli import config_file as config_file_for
 from pretrain.cli import main as pretrain_main
+from pretrain.config import ConfigError
+from pretrain.run import default_config
 
 
 def test_pretrain_writes_outputs(data_dir, tmp_path):
@@ -38,6 +42,15 @@ def test_pretrain_writes_outputs(data_dir, tmp_path):
         config = json.load(f)
     assert config["method"] == "dae"
     assert config["noise"] == "mask"
+
+    # The saved config.json is a valid --config file for the same method.
+    saved = os.path.join(workdir, "config.json")
+    rebuilt = config_lib.build_config(
+        lambda: default_config("dae"), file=config_file_for(saved, "dae")
+    )
+    assert {"method": "dae", **config_lib.to_dict(rebuilt)} == config
+    with pytest.raises(ConfigError, match="is for method 'dae', not 'ae'"):
+        config_file_for(saved, "ae")
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     assert [r["epoch"] for r in records] == [1, 2]
