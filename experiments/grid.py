@@ -42,7 +42,12 @@ from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
 from pretrain.data import LabelSplit
 from pretrain.provenance import provenance
-from pretrain.workdir import check_workdir, with_added_keys, write_json
+from pretrain.workdir import (
+    check_workdir,
+    config_differences,
+    with_added_keys,
+    write_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +99,10 @@ def _finished(workdir: str, output: str, config: dict) -> bool:
     with open(os.path.join(workdir, "config.json")) as f:
         saved = with_added_keys(json.load(f), config)
     if saved != config:
-        changed = sorted(
-            k for k in set(saved) | set(config) if saved.get(k) != config.get(k)
-        )
         raise ConfigError(
-            f"{workdir!r} contains a finished run with a different config (keys "
-            f"{changed} differ); use a new --workdir or delete that directory"
+            f"{workdir!r} contains a finished run with a different config "
+            f"({config_differences(saved, config)}); use a new --workdir or "
+            "delete that directory"
         )
     return True
 

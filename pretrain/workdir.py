@@ -6,6 +6,8 @@ import shutil
 import tempfile
 from typing import Any
 
+import jax
+
 from pretrain.multihost import (
     check_same_in_every_process,
     is_primary,
@@ -159,6 +161,32 @@ def with_added_keys(saved: dict, config: dict) -> dict:
     return {**saved, **added}
 
 
+def config_differences(saved: dict, config: dict) -> str:
+    """Describe the keys whose values differ between `saved` and `config`."""
+    changed = sorted(
+        key for key in set(saved) | set(config) if saved.get(key) != config.get(key)
+    )
+    text = f"keys {changed} differ: " + ", ".join(
+        f"{key} was {_short(saved.get(key))}, now {_short(config.get(key))}"
+        for key in changed
+    )
+    swapped = saved.get("rng_impl") == "philox4x32" and config.get("rng_impl") == (
+        "threefry2x32"
+    )
+    if swapped and jax.device_count() > 1:
+        # draw_rng_impl replaces philox4x32 on a mesh, whatever the config requests.
+        text += (
+            "; philox4x32 becomes threefry2x32 on more than one device, so "
+            "resume on the device count the run started with"
+        )
+    return text
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
     """Prepare `workdir` for a run of `config`; return True when resuming.
 
@@ -183,15 +211,10 @@ def _start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
         if saved == config:
             return True
         if not overwrite:
-            changed = sorted(
-                key
-                for key in set(saved) | set(config)
-                if saved.get(key) != config.get(key)
-            )
             raise WorkdirError(
                 f"workdir {workdir!r} contains a run with a different config "
-                f"(keys {changed} differ); pass --overwrite to replace it, or "
-                "choose another --workdir"
+                f"({config_differences(saved, config)}); pass --overwrite to "
+                "replace it, or choose another --workdir"
             )
     if overwrite:
         remove_run_outputs(workdir)

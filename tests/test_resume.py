@@ -119,7 +119,9 @@ def test_changed_config_rejected(data_dir, tmp_path, capsys):
     assert pretrain_main(args) == 0
     changed = [a.replace("epochs=1", "epochs=2") for a in args]
     assert pretrain_main(changed) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "keys ['epochs'] differ: epochs was 1, now 2" in err
+    assert "--overwrite" in err
     assert pretrain_main([*changed, "--overwrite"]) == 0
 
 
@@ -129,5 +131,5 @@ def test_resume_fills_added_keys(tmp_path):
     old = {"method": "ae", "epochs": 3}
     start_run(str(tmp_path), old, overwrite=False)
     assert start_run(str(tmp_path), {**old, "stream": False}, overwrite=False)
-    with pytest.raises(WorkdirError, match="stream"):
+    with pytest.raises(WorkdirError, match="stream was False, now True"):
         start_run(str(tmp_path), {**old, "stream": True}, overwrite=False)

@@ -8,6 +8,7 @@ from pretrain.config import ConfigError
 from pretrain.methods import PretrainContext
 from pretrain.rng import draw_rng_impl, train_key
 from pretrain.run import check_common, default_config
+from pretrain.workdir import config_differences
 
 
 @pytest.mark.parametrize("method", ["ae", "dae", "rbm", "mae"])
@@ -70,3 +71,13 @@ def test_one_device_keeps_philox():
     # mesh is covered by tests/test_multiprocess_commands.py.
     assert jax.device_count() == 1
     assert draw_rng_impl("philox4x32") == "philox4x32"
+
+
+def test_config_change_names_device_fallback(monkeypatch):
+    saved, now = {"rng_impl": "philox4x32"}, {"rng_impl": "threefry2x32"}
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    text = config_differences(saved, now)
+    assert "rng_impl was 'philox4x32', now 'threefry2x32'" in text
+    assert "resume on the device count the run started with" in text
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
+    assert "device count" not in config_differences(saved, now)
