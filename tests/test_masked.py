@@ -20,7 +20,7 @@ from finetune.stages import Stage, encoder_units, schedule, stage_rules
 from pretrain import config as config_lib
 from pretrain import masking
 from pretrain.bert import masked_token_loss, run_text
-from pretrain.data import fit_scaler, load_dataset
+from pretrain.data import DatasetError, fit_scaler, load_dataset
 from pretrain.data.builders import generate_mnist1d
 from pretrain.data.text import ByteTokenizer, load_texts
 from pretrain.encoders import DenseEncoder, SpecError, check_spec, dense_spec
@@ -545,6 +545,13 @@ def test_text_loading_mocked(tmp_path):
         texts = load_texts("imdb_reviews", data_dir=str(tmp_path), max_examples=10)
     assert len(texts) == 10
     assert texts[1] == b"train bad plot, fine acting 1"
+
+
+def test_text_not_prepared(tmp_path):
+    with pytest.raises(DatasetError, match="'imdb_reviews' is not prepared in") as e:
+        load_texts("imdb_reviews", data_dir=str(tmp_path))
+    # TFDS's own text about an "already prepared" folder is left out.
+    assert "already prepared" not in str(e.value)
 
 
 @pytest.mark.slow

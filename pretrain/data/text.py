@@ -281,13 +281,22 @@ def _read_records(
 ) -> list[dict]:
     """Records of `split` (the first `max_examples`, 0 for all) through
     `as_data_source`, which never prepares or downloads."""
+    prepare = (
+        f"prepare it there first, for example with `tfds build {name} "
+        f"--data_dir {data_dir} --file_format=array_record`"
+    )
     try:
         source = builder.as_data_source(split=split)
     except (ValueError, NotImplementedError, KeyError) as error:
+        if not builder.is_prepared():
+            # TFDS's error then describes the folder a prepare would write,
+            # which reads as if the data were there, so it is left out.
+            raise DatasetError(
+                f"text dataset {name!r} is not prepared in {data_dir}; {prepare}"
+            ) from None
         raise DatasetError(
             f"text dataset {name!r} (split {split!r}) is not prepared as "
-            f"array_record in {data_dir} ({error}); prepare it there first, for "
-            f"example with `tfds build {name} --file_format=array_record`"
+            f"array_record in {data_dir} ({error}); {prepare}"
         ) from error
 
     n = len(source) if max_examples <= 0 else min(max_examples, len(source))
