@@ -98,7 +98,8 @@ def check_training(config: ml_collections.ConfigDict) -> None:
         0 <= config.warmup_epochs < config.epochs,
         "warmup_epochs",
         config.warmup_epochs,
-        f"must be >= 0 and below epochs ({config.epochs})",
+        f"must be >= 0 and below epochs ({config.epochs}); for a short run, "
+        f"pass --config.warmup_epochs={max(config.epochs // 3, 0)} as well",
     )
     check(config.weight_decay >= 0, "weight_decay", config.weight_decay, "must be >= 0")
     check(config.clip_norm >= 0, "clip_norm", config.clip_norm, "must be >= 0")

@@ -297,6 +297,12 @@ BAD_INPUT = [
         "'sparsity_target' = 1.5 is invalid: must be in (0, 1)",
     ),
     (
+        "warm-up as long as the run",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.epochs=2", method="mae"),
+        "pass --config.warmup_epochs=0 as well",
+    ),
+    (
         "unknown pooling",
         "pretrain",
         lambda t, e: bad_pretrain(t, "--config.pool=min", method="conv_ae"),
