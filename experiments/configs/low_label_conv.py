@@ -6,10 +6,11 @@ Command::
 
 A stacked denoising convolutional autoencoder (three stages of 32, 64 and
 128 channels, kernel 5, batch norm, max pooling) is pretrained stage by stage
-on MNIST-1D's unlabelled pool and fine-tuned with the `gradual` and
-`full` presets. `scratch` trains the same architecture from a random
-initialisation. All three get the same learning-rate search on validation
-accuracy. Conv steps run one compiled step per batch (`scan=False`), because
+on MNIST-1D's unlabelled pool and fine-tuned with the `gradual`, `full`
+and `linear_probe` presets, the last also with the codes standardised in
+front of the head (`conv_dae_probe_std`). `scratch` trains the same
+architecture from a random initialisation. All get the same learning-rate
+search on validation accuracy. Conv steps run one compiled step per batch (`scan=False`), because
 XLA:CPU runs convolutions inside `lax.scan` much slower.
 
 The head learns at 0.1 rather than the fine-tuning default of 0.01, because
@@ -38,6 +39,12 @@ def get_config() -> ml_collections.ConfigDict:
             "scratch": {"preset": "scratch", "architecture": "conv_dae"},
             "conv_dae": {"method": "conv_dae", "preset": "gradual"},
             "conv_dae_full": {"method": "conv_dae", "preset": "full"},
+            "conv_dae_probe": {"method": "conv_dae", "preset": "linear_probe"},
+            "conv_dae_probe_std": {
+                "method": "conv_dae",
+                "preset": "linear_probe",
+                "finetune": {"standardize_codes": True},
+            },
         }
     )
     config.pretrain = ml_collections.ConfigDict(
