@@ -10,8 +10,9 @@ on MNIST-1D's unlabelled pool and fine-tuned with the `gradual`, `full`
 and `linear_probe` presets, the last also with the codes standardised in
 front of the head (`conv_dae_probe_std`). `scratch` trains the same
 architecture from a random initialisation. All get the same learning-rate
-search on validation accuracy. Conv steps run one compiled step per batch (`scan=False`), because
-XLA:CPU runs convolutions inside `lax.scan` much slower.
+search on validation accuracy. Conv steps run one compiled step per batch
+(`scan=False`), because XLA:CPU runs convolutions inside `lax.scan` much
+slower.
 
 The head learns at 0.1 rather than the fine-tuning default of 0.01, because
 globally pooled conv features are small in scale and a linear head at 0.01 is
