@@ -17,6 +17,9 @@ class MetricWriter:
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
+        # Where the lines of the phase now starting begin: the end of the
+        # last finished phase, restored or run in this process.
+        self.phase_start = 0
         self._tensorboard = None
         if self.enabled:
             self._tensorboard = SummaryWriter(os.path.join(workdir, "tb"))
@@ -36,7 +39,8 @@ class MetricWriter:
         return os.path.getsize(self.path) if os.path.exists(self.path) else 0
 
     def truncate(self, offset: int) -> None:
-        if self.enabled and os.path.exists(self.path):
+        """Drop the lines after byte `offset`; a shorter file stays as it is."""
+        if self.enabled and os.path.exists(self.path) and offset < self.offset():
             with open(self.path, "r+") as f:
                 f.truncate(offset)
 

@@ -466,6 +466,8 @@ def _fit_epochs(
         bar.set_postfix(loss=f"{metrics['loss']:.4g}")
         if stop:
             break
+    if writer is not None:
+        writer.phase_start = writer.offset()
     return history
 
 
@@ -503,6 +505,10 @@ def _resume(trainer, checkpointer, select, writer) -> tuple[list[dict], bool]:
         return [], False
     restored = checkpointer.restore(_items(trainer, select))
     if restored is None:
+        if writer is not None:
+            # Lines of an attempt at this phase that stopped before its first
+            # checkpoint; the phase starts over and writes them again.
+            writer.truncate(writer.phase_start)
         return [], False
 
     items, meta = restored
@@ -513,6 +519,11 @@ def _resume(trainer, checkpointer, select, writer) -> tuple[list[dict], bool]:
         select.best_epoch = meta["best_epoch"]
         select.best_score = tuple(meta["best_score"])
     if writer is not None and meta["metrics_offset"] is not None:
-        # Drop metric lines written after the checkpoint; they are rewritten.
-        writer.truncate(meta["metrics_offset"])
+        if meta["finished"]:
+            # The phase does not run again, and the lines after its end
+            # belong to the phases after it.
+            writer.phase_start = meta["metrics_offset"]
+        else:
+            # Drop metric lines written after the checkpoint; they are rewritten.
+            writer.truncate(meta["metrics_offset"])
     return list(meta["history"]), meta["finished"]

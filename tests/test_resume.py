@@ -2,6 +2,7 @@
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +112,33 @@ def test_finetune_resumes_bit_identical(ae_export, tmp_path):
         os.path.join(resumed, "model", "weights")
     )
     assert_same_weights(first, second)
+
+
+def test_resumed_metrics_file_unchanged(data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    args = [
+        "ae",
+        "--workdir",
+        workdir,
+        "--config.hidden=(16, 8)",
+        "--config.epochs=3",
+        "--config.checkpoint_every=1",
+    ]
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    assert pretrain_main(args) == 0
+    with open(metrics, "rb") as f:
+        reference = f.read()
+
+    # Rerun a finished run, resume the second layer from its epoch-2
+    # checkpoint, and start the second layer over: each rewrites the lines
+    # it drops and leaves the first layer's lines alone.
+    layer1 = os.path.join(workdir, "checkpoints", "layer1")
+    for remove in (None, os.path.join(layer1, "3"), layer1):
+        if remove is not None:
+            shutil.rmtree(remove)
+        assert pretrain_main(args) == 0
+        with open(metrics, "rb") as f:
+            assert f.read() == reference, remove
 
 
 def test_changed_config_rejected(data_dir, tmp_path, capsys):
