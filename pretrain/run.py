@@ -14,7 +14,7 @@ from pretrain.code_stats import code_statistics, encode, save_code_stats
 from pretrain.config import ConfigError
 from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler
 from pretrain.data.loading import load_dataset_process_0_first
-from pretrain.data.scaling import fit_scaler_chunks
+from pretrain.data.scaling import Scaler, fit_scaler_chunks
 from pretrain.export import save_encoder, save_safetensors
 from pretrain.methods import PretrainContext, all_methods, get_method
 from pretrain.metrics import MetricWriter
@@ -118,6 +118,10 @@ def run(
         stream=config.stream,
     )
 
+    # The streamed splits are read here, before the workdir is written, so
+    # that bad values in them leave nothing behind.
+    stream_scaler = _fit_streamed_scaler(dataset, config) if config.stream else None
+
     saved_config = {"method": method, **config_lib.to_dict(config)}
     created = not os.path.exists(workdir)
     resumed = start_run(workdir, saved_config, overwrite=overwrite)
@@ -130,7 +134,7 @@ def run(
     )
 
     if config.stream:
-        scaler = fit_scaler_chunks(dataset.train_x.chunks(), config.scaling)
+        scaler = stream_scaler
         x = dataset.train_x.map(scaler.apply)
     else:
         scaler = fit_scaler(dataset.train_x, config.scaling)
@@ -187,6 +191,21 @@ def run(
     if is_primary():
         logger.info("wrote the encoder export to %s", export_dir)
     return export_dir
+
+
+def _fit_streamed_scaler(dataset, config: ml_collections.ConfigDict) -> Scaler:
+    """Fit the scaler on the streamed training split in one pass, and check the
+    test rows that the code statistics use; errors name the dataset and split."""
+    try:
+        scaler = fit_scaler_chunks(dataset.train_x.chunks(), config.scaling)
+    except DatasetError as error:
+        raise DatasetError(f"dataset {dataset.name!r} (train split): {error}") from None
+    if not np.all(np.isfinite(dataset.test_x[:CODE_STATS_ROWS])):
+        raise DatasetError(
+            f"dataset {dataset.name!r} (test split) contains non-finite image "
+            "values (NaN or inf). Fix or remove those examples."
+        )
+    return scaler
 
 
 def check_stream(method: str, config: ml_collections.ConfigDict) -> None:

@@ -461,6 +461,12 @@ BAD_INPUT = [
         "non-finite",
     ),
     (
+        "streamed dataset with NaN values",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.stream=true", dataset="nan_images"),
+        "dataset 'nan_images' (",
+    ),
+    (
         "negative weight decay",
         "finetune",
         lambda t, e: bad_finetune(t, e, "--config.weight_decay=-1"),

@@ -165,7 +165,9 @@ def _check_chunk(x: np.ndarray) -> None:
             f"got shape {x.shape}"
         )
     if not np.all(np.isfinite(x)):
-        raise DatasetError("fit_scaler input contains NaN or inf values")
+        raise DatasetError(
+            "fit_scaler input contains NaN or inf values. Fix or remove those examples."
+        )
 
 
 def _minmax(low: np.float64, high: np.float64, feature_shape) -> Scaler:
