@@ -194,8 +194,11 @@ def run(
 
 
 def _fit_streamed_scaler(dataset, config: ml_collections.ConfigDict) -> Scaler:
-    """Fit the scaler on the streamed training split in one pass, and check the
-    test rows that the code statistics use; errors name the dataset and split."""
+    """Fit the scaler on the streamed training split in one pass.
+
+    It also checks the test rows that the code statistics use. Its errors name
+    the dataset and the split.
+    """
     try:
         scaler = fit_scaler_chunks(dataset.train_x.chunks(), config.scaling)
     except DatasetError as error:
