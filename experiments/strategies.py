@@ -42,7 +42,7 @@ from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
 from pretrain.config import ConfigError
-from pretrain.methods import get_method
+from pretrain.methods import MethodError, get_method
 from pretrain.rng import draw_rng_impl
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,10 @@ def _check_strategy(strategy: Strategy, datasets: tuple[str, ...]) -> None:
             strategy.method,
             "name a pretraining method; only the scratch preset takes none",
         )
-        get_method(strategy.method)
+        try:
+            get_method(strategy.method)
+        except MethodError as error:
+            raise ConfigError(f"{key}.method: {error}") from None
         config_lib.check(
             not strategy.architecture,
             f"{key}.architecture",
@@ -317,9 +320,10 @@ def pretrain_config(
         pretrain_run.check_stream(strategy.method, config)
     except ConfigError as error:
         # The keys come from the experiment's pretrain section or the
-        # strategy's own, so the message names the run they configure.
+        # strategy's own, so the message names both places to look.
         raise ConfigError(
-            f"pretrain config of strategy {strategy.name!r}: {error}"
+            f"pretrain config of strategy {strategy.name!r} (its pretrain keys "
+            f"and the experiment's pretrain section): {error}"
         ) from None
     return config
 
@@ -343,8 +347,16 @@ def finetune_config(
         "preset": strategy.preset,
         "seed": seed,
     }
-    config = config_lib.build_config(finetune_run.default_config, overrides=overrides)
-    finetune_run.check_config(config)
+    try:
+        config = config_lib.build_config(
+            finetune_run.default_config, overrides=overrides
+        )
+        finetune_run.check_config(config)
+    except ConfigError as error:
+        raise ConfigError(
+            f"finetune config of strategy {strategy.name!r} (its preset and "
+            f"finetune keys and the experiment's finetune section): {error}"
+        ) from None
     return config
 
 

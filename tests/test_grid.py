@@ -300,7 +300,21 @@ def test_strategy_pretrain_typo_rejected(data_dir):
     strategies = ml_collections.ConfigDict(
         {"ae": {"method": "ae", "pretrain": {"hiden": (8,)}}}
     )
-    with pytest.raises(ConfigError, match="pretrain config of strategy 'ae': .*hiden"):
+    with pytest.raises(ConfigError, match="pretrain config of strategy 'ae' .*hiden"):
+        check_experiment(tiny_experiment(strategies=strategies))
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"method": "ae", "finetune": {"lr_hed": 0.1}}, "finetune config of strategy"),
+        ({"method": "ae", "preset": "gradul"}, "finetune config of strategy"),
+        ({"method": "dea"}, "strategies.ae.method: unknown pretraining method"),
+    ],
+)
+def test_strategy_error_named(data_dir, fields, fragment):
+    strategies = ml_collections.ConfigDict({"ae": fields})
+    with pytest.raises(ConfigError, match=fragment):
         check_experiment(tiny_experiment(strategies=strategies))
 
 
