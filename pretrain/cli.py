@@ -50,7 +50,7 @@ def config_file(path: str, method: str) -> dict[str, Any]:
     if saved is not None and saved != method:
         raise config_lib.ConfigError(
             f"config file {path!r} is for method {saved!r}, not {method!r}: "
-            f"run `pretrain {saved} --config {path}`, or delete its 'method' key"
+            f"run `pretrain {saved} --config {path}`"
         )
     return values
 

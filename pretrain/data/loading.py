@@ -436,7 +436,8 @@ def _validate_examples(
     non_finite = images.size - np.count_nonzero(np.isfinite(images))
     if non_finite:
         raise DatasetError(
-            f"{where} contains {non_finite} non-finite image values (NaN or inf). "
+            f"{where} contains {non_finite} non-finite image "
+            f"{'value' if non_finite == 1 else 'values'} (NaN or inf). "
             "Fix or remove those examples."
         )
     out_of_range = labels[(labels < 0) | (labels >= num_classes)]
