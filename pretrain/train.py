@@ -466,7 +466,8 @@ def _fit_epochs(
         bar.set_postfix(loss=f"{metrics['loss']:.4g}")
         if stop:
             break
-    if writer is not None:
+    if writer is not None and checkpointer is not None:
+        # Only a resume, which needs checkpoints, reads where a phase began.
         writer.phase_start = writer.offset()
     return history
 
