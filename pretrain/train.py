@@ -507,8 +507,8 @@ def _resume(trainer, checkpointer, select, writer) -> tuple[list[dict], bool]:
     restored = checkpointer.restore(_items(trainer, select))
     if restored is None:
         if writer is not None:
-            # Lines of an attempt at this phase that stopped before its first
-            # checkpoint; the phase starts over and writes them again.
+            # An earlier attempt at this phase may have stopped before its first
+            # checkpoint. The phase starts over, so its old lines are dropped.
             writer.truncate(writer.phase_start)
         return [], False
 
