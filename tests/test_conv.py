@@ -18,7 +18,13 @@ from finetune.run import build_model, classifier_loss_fn, default_config
 from finetune.stages import schedule, stage_rules
 from pretrain import config as config_lib
 from pretrain.cli import main as pretrain_main
-from pretrain.conv import ConvEncoder, conv_spec, conv_stage, stage_output_shape
+from pretrain.conv import (
+    ConvEncoder,
+    conv_spec,
+    conv_stage,
+    max_pool,
+    stage_output_shape,
+)
 from pretrain.conv_autoencoder import (
     ConvAutoencoderStage,
     ConvDeepAutoencoder,
@@ -98,6 +104,36 @@ def test_valid_padding_shrinks_maps():
     spec = {"family": "conv", "input_shape": [8, 8, 1], "stages": [stage]}
     encoder = build_encoder(spec, rngs=nnx.Rngs(0))
     assert shape_of(encoder.feature_maps, jnp.ones((1, 8, 8, 1))) == (1, 6, 6, 4)
+
+
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((2, 7, 6, 3), 2),
+        ((2, 5, 5, 1), 3),
+        ((2, 4, 4, 2), 3),
+        ((3, 9, 4), 2),
+        ((2, 8, 3), 4),
+    ],
+)
+def test_max_pool_matches_reduce_window(shape, size):
+    # Odd sides and windows wider than the leftover check where SAME puts
+    # its padding; distinct values make the maxima unique, so the
+    # gradients must agree too.
+    values = jax.random.permutation(jax.random.key(0), math.prod(shape))
+    h = values.reshape(shape).astype(jnp.float32) / math.prod(shape)
+    window = (size,) * (len(shape) - 2)
+
+    def reference(h):
+        return nnx.max_pool(h, window, window, "SAME")
+
+    expected = reference(h)
+    np.testing.assert_array_equal(max_pool(h, size), expected)
+
+    cotangent = jax.random.normal(jax.random.key(1), expected.shape)
+    ours = jax.vjp(lambda h: max_pool(h, size), h)[1](cotangent)[0]
+    theirs = jax.vjp(reference, h)[1](cotangent)[0]
+    np.testing.assert_array_equal(ours, theirs)
 
 
 def test_spec_round_trip_identical_outputs(tmp_path):
