@@ -137,15 +137,15 @@ class ConvStage(nnx.Module):
 
 
 def max_pool(h: jax.Array, size: int) -> jax.Array:
-    """Max over windows `size` wide with stride `size` and SAME padding, over
-    every axis of `h` between the batch and the channels.
+    """Take the max over windows `size` wide with stride `size` and SAME
+    padding, along every axis of `h` between the batch and the channels.
 
     The values equal `nnx.max_pool(h, window, window, "SAME")`. A reshape and
-    a max stand in for XLA's `reduce_window` because the gradient of the
-    latter, a select-and-scatter, took about half of a conv stage's training
-    step on XLA:CPU; the max's gradient is an elementwise mask. Where a window
-    holds tied maxima they share its gradient, where select-and-scatter
-    gives it all to the first.
+    a max replace XLA's `reduce_window` because the gradient of the latter, a
+    select-and-scatter, is slow on XLA:CPU: a 3x3 convolution, ReLU and 2x2
+    max pool over [256, 14, 14, 16] took 54 ms per gradient with it and 27 ms
+    with this (one measurement). Tied maxima in a window share its gradient,
+    where select-and-scatter gives all of it to the first.
     """
     pads, shape = [(0, 0)], [h.shape[0]]
     for n in h.shape[1:-1]:
