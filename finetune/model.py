@@ -105,6 +105,41 @@ class Classifier(nnx.Module):
         return self.head(code)
 
 
+class HeadOnCodes(nnx.Module):
+    """A classifier's head applied to codes computed beforehand.
+
+    Stages that train the head alone on a frozen encoder whose codes are
+    fixed train this in place of the `Classifier`, so the encoder runs once
+    per stage instead of once per step. It shares the `head` attribute name,
+    so the freezing rules and the optimizer see the same paths.
+    """
+
+    def __init__(self, head: Head):
+        self.head = head
+
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None
+    ) -> jax.Array:
+        """Return class logits [batch, classes] for codes `x`."""
+        return self.head(x)
+
+
+def codes_fixed_in_training(model: Classifier, augment: bool) -> bool:
+    """Return whether a training step of `model` computes the same codes as
+    evaluation while its encoder is frozen.
+
+    Input augmentation, batch norm on batch statistics and dropout in the
+    encoder each change the codes from step to step.
+    """
+    if augment or model.encoder_batch_stats_train:
+        return False
+    if takes_rng(model.encoder):
+        # Transformer blocks keep their dropout rate as `rate`.
+        rates = [getattr(layer, "rate", None) for layer in model.encoder.layers]
+        return all(rate == 0.0 for rate in rates)
+    return True
+
+
 def takes_rng(encoder: nnx.Module) -> bool:
     """Return whether the encoder's `__call__` takes an `rng` dropout key."""
     return "rng" in inspect.signature(encoder.__call__).parameters

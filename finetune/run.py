@@ -14,7 +14,13 @@ from flax import nnx
 from finetune import auto, freezing, layer_decay
 from finetune.augment import augment
 from finetune.auto import AUTO_PRESET
-from finetune.model import Classifier, Head, head_spec
+from finetune.model import (
+    Classifier,
+    Head,
+    HeadOnCodes,
+    codes_fixed_in_training,
+    head_spec,
+)
 from finetune.stages import PRESETS, Stage, encoder_units, schedule, stage_rules
 from pretrain import config as config_lib
 from pretrain.checkpoint import checkpoint_root
@@ -312,7 +318,16 @@ def train_stage(
     """Train one stage with early stopping; return its best-validation model."""
     units = encoder_units(model.encoder)
     rules = stage_rules(stage, units)
-    params = nnx.state(model, nnx.Param)
+    trained, train, val = model, splits.train, splits.val
+    if not stage.trainable_layers and codes_fixed_in_training(model, config.augment):
+        # The frozen encoder gives the same codes in every epoch, so they are
+        # computed once and the stage trains the head on them.
+        trained = HeadOnCodes(model.head)
+        train = {**train, "x": predict(model.encoder, _codes, train["x"])}
+        val = {**val, "x": predict(model.encoder, _codes, val["x"])}
+        logger.info("%s: training the head on codes computed once", stage.name)
+
+    params = nnx.state(trained, nnx.Param)
     labels = freezing.label_params(params, rules)
     freezing.log_rules(params, rules, stage.name)
     learning_rate = stage.learning_rate * lr_multiplier
@@ -327,11 +342,11 @@ def train_stage(
             decay=config.layer_decay,
         )
     trainer = PhaseTrainer(
-        model,
+        trained,
         classifier_loss_fn(config),
         tx,
         rng=rng,
-        batch_size=min(config.batch_size, len(splits.train["y"])),
+        batch_size=min(config.batch_size, len(train["y"])),
         frozen=freezing.frozen_mask(labels),
         scan=config.scan,
         name=stage.name,
@@ -343,13 +358,13 @@ def train_stage(
     )
 
     def on_epoch(epoch, metrics):
-        val_accuracy, val_loss = evaluate(trainer.model(), splits.val)
+        val_accuracy, val_loss = evaluate(trainer.model(), val)
         metrics["val_accuracy"], metrics["val_loss"] = val_accuracy, val_loss
         return False
 
     history = fit(
         trainer,
-        splits.train,
+        train,
         epochs=stage.epochs,
         writer=writer,
         on_epoch=on_epoch,
@@ -366,7 +381,11 @@ def train_stage(
         "train_loss": history[best.best_epoch - 1]["loss"],
         "compiles": trainer.trace_count,
     }
-    return best.best_model(trainer), result
+    best_model = best.best_model(trainer)
+    if trained is not model:
+        nnx.update(model.head, nnx.state(best_model.head))
+        best_model = model
+    return best_model, result
 
 
 def run_schedule(loaded, splits, config, lr_multiplier, writer):

@@ -235,3 +235,64 @@ def test_standardized_head_keeps_start_statistics(ae_export, data_dir, tmp_path)
         weights["encoder.layers.1.linear.kernel"],
         np.asarray(loaded.module.layers[1].linear.kernel[...]),
     )
+
+
+def test_head_on_codes_matches_full_model(bn_export, data_dir, monkeypatch):
+    from finetune import run as run_lib
+
+    config = finetune_config(
+        encoder=bn_export, labels="50", data_dir=data_dir, epochs_head=3
+    )
+    loaded = load_encoder(bn_export)
+    splits = prepare_data(config, loaded.scaler, (8, 8, 1))
+    stage = schedule("linear_probe", 2, config)[0]
+    encoder_before = leaves(loaded.module, nnx.Param)
+
+    def train_head(on_codes):
+        monkeypatch.setattr(
+            run_lib, "codes_fixed_in_training", lambda model, augment: on_codes
+        )
+        model = build_model(loaded, config, 10, jax.random.key(0))
+        return run_lib.train_stage(
+            model, stage, splits, config, jax.random.key(1), None, 1.0
+        )
+
+    cached, cached_result = train_head(True)
+    full, full_result = train_head(False)
+    assert cached_result["epochs_run"] == full_result["epochs_run"] == 3
+    assert cached_result["val_accuracy"] == full_result["val_accuracy"]
+    np.testing.assert_allclose(
+        cached_result["val_loss"], full_result["val_loss"], rtol=1e-5
+    )
+    cached_params, full_params = leaves(cached, nnx.Param), leaves(full, nnx.Param)
+    for name, value in full_params.items():
+        if name.startswith("head."):
+            np.testing.assert_allclose(cached_params[name], value, atol=1e-5)
+        else:
+            assert np.array_equal(cached_params[name], encoder_before[name[8:]])
+
+
+def test_codes_fixed_only_when_deterministic(bn_export):
+    from finetune.model import Classifier, codes_fixed_in_training
+    from pretrain.encoders import build_encoder
+    from pretrain.transformer import transformer_spec
+
+    model, _ = make_classifier(bn_export)
+    assert codes_fixed_in_training(model, augment=False)
+    assert not codes_fixed_in_training(model, augment=True)
+    scratch, _ = make_classifier(bn_export, preset="scratch")
+    assert not codes_fixed_in_training(scratch, augment=False)
+
+    for dropout, fixed in ((0.0, True), (0.1, False)):
+        spec = transformer_spec(
+            "image",
+            (8, 8, 1),
+            patch_size=4,
+            width=8,
+            depth=1,
+            heads=2,
+            dropout=dropout,
+        )
+        encoder = build_encoder(spec, rngs=nnx.Rngs(0))
+        classifier = Classifier(encoder, model.head, encoder_batch_stats_train=False)
+        assert codes_fixed_in_training(classifier, augment=False) is fixed
