@@ -63,10 +63,9 @@ def _interval(half_width: float | None) -> str:
 def _accuracy_cell(stats: dict | None, best: bool) -> str:
     if stats is None:
         return ""
-    text = (
-        f"{stats['mean']:.4f} ± {stats['std']:.4f}"
-        f"{_interval(stats['ci95'])} (n={stats['runs']})"
-    )
+    # One seed gives no spread, and a printed 0 would read as a measured one.
+    spread = f" ± {stats['std']:.4f}" if stats["runs"] > 1 else ""
+    text = f"{stats['mean']:.4f}{spread}{_interval(stats['ci95'])} (n={stats['runs']})"
     return f"**{text}**" if best else text
 
 

@@ -119,6 +119,13 @@ def test_table_has_row_per_method():
     assert "all labels" in table
 
 
+def test_table_single_seed_shows_no_spread():
+    rows = [row("ae", "50", 0, 0.9), row("ae", "100", 0, 0.7), row("ae", "100", 1, 0.8)]
+    table = markdown_table(rows, "title")
+    assert "| **0.9000 (n=1)** |" in table
+    assert "0.7500 ± 0.0707" in table
+
+
 def test_table_orders_numbers_in_names():
     rows = [row(name, "50", 0, 0.8) for name in ("ae_e30", "ae_e10", "ae_e3", "ae")]
     table = markdown_table(rows, "title")
