@@ -47,6 +47,7 @@ from pretrain.workdir import (
     config_differences,
     with_added_keys,
     write_json,
+    write_provenance,
 )
 
 logger = logging.getLogger(__name__)
@@ -355,13 +356,15 @@ def run_grid(
     _check_same_shard(workdir, name, shard)
     _check_reusable(cells)
 
+    # A grid rerun on its workdir reuses the finished cells, so it resumes.
+    resumed = os.path.isfile(os.path.join(workdir, "config.json"))
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), config_lib.to_dict(experiment))
     write_json(
         os.path.join(workdir, GRID_FILE),
         {"experiment": name, "shard": list(shard), "cells": len(cells)},
     )
-    write_json(os.path.join(workdir, "provenance.json"), provenance())
+    write_provenance(workdir, provenance(), resumed=resumed)
 
     runner = GridRunner(experiment)
     rows = []

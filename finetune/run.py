@@ -31,7 +31,7 @@ from pretrain.export import ExportError, flat_state, load_encoder, write_weights
 from pretrain.metrics import MetricWriter
 from pretrain.provenance import provenance
 from pretrain.train import BestTracker, PhaseTrainer, fit, predict, weighted_mean
-from pretrain.workdir import check_workdir, start_run, write_json
+from pretrain.workdir import check_workdir, start_run, write_json, write_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -437,16 +437,14 @@ def run(
     choice = choose_auto_preset(config, loaded, splits)
     splits.pool_x = None  # the choice was its only use
 
-    if start_run(workdir, config_lib.to_dict(config), overwrite=overwrite):
+    resumed = start_run(workdir, config_lib.to_dict(config), overwrite=overwrite)
+    if resumed:
         logger.info("resuming the run in %s", workdir)
     requested_preset = config.preset
     if choice is not None:
         config = auto.resolved_config(config, choice)
     run_provenance = provenance()
-    write_json(
-        os.path.join(workdir, "provenance.json"),
-        {**run_provenance, "seed": config.seed},
-    )
+    write_provenance(workdir, {**run_provenance, "seed": config.seed}, resumed=resumed)
     write_json(os.path.join(workdir, "labels.json"), splits.label_split.to_dict())
 
     multipliers = tuple(config.lr_search) or (1.0,)

@@ -36,7 +36,7 @@ from pretrain.rng import draw_rng_impl
 from pretrain.run import check_common
 from pretrain.train import PhaseTrainer, fit
 from pretrain.transformer import TransformerEncoder, transformer_spec
-from pretrain.workdir import check_workdir, start_run, write_json
+from pretrain.workdir import check_workdir, start_run, write_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -181,12 +181,14 @@ def run_text(
     logger.info("bert: %d sequences of %d byte tokens", *tokens.shape)
 
     saved_config = {"method": "bert", **config_lib.to_dict(config)}
-    if start_run(workdir, saved_config, overwrite=overwrite):
+    resumed = start_run(workdir, saved_config, overwrite=overwrite)
+    if resumed:
         logger.info("resuming the run in %s", workdir)
     run_provenance = provenance()
-    write_json(
-        os.path.join(workdir, "provenance.json"),
+    write_provenance(
+        workdir,
         {**run_provenance, "seed": config.seed, "method": "bert"},
+        resumed=resumed,
     )
 
     writer = MetricWriter(workdir)

@@ -21,7 +21,12 @@ from pretrain.metrics import MetricWriter
 from pretrain.multihost import is_primary
 from pretrain.provenance import provenance
 from pretrain.rng import DEFAULT_RNG_IMPL, RNG_IMPLS, draw_rng_impl
-from pretrain.workdir import check_workdir, remove_run_outputs, start_run, write_json
+from pretrain.workdir import (
+    check_workdir,
+    remove_run_outputs,
+    start_run,
+    write_provenance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +133,10 @@ def run(
     if resumed:
         logger.info("resuming the run in %s", workdir)
     run_provenance = provenance()
-    write_json(
-        os.path.join(workdir, "provenance.json"),
+    write_provenance(
+        workdir,
         {**run_provenance, "seed": config.seed, "method": method},
+        resumed=resumed,
     )
 
     if config.stream:

@@ -187,6 +187,25 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def write_provenance(workdir: str, record: dict, *, resumed: bool) -> None:
+    """Write `record` to `workdir`/provenance.json.
+
+    A resumed run keeps the record of the process that started it and lists
+    the record of each later process under "resumed", since a resume may
+    come from another commit, package set or machine.
+    """
+    path = os.path.join(workdir, "provenance.json")
+    if resumed and os.path.isfile(path):
+        try:
+            with open(path) as f:
+                first = json.load(f)
+        except (OSError, ValueError):
+            first = None  # unreadable: this process's record replaces it
+        if isinstance(first, dict):
+            record = {**first, "resumed": [*first.get("resumed", []), record]}
+    write_json(path, record)
+
+
 def start_run(workdir: str, config: dict, *, overwrite: bool) -> bool:
     """Prepare `workdir` for a run of `config`; return True when resuming.
 

@@ -1,5 +1,6 @@
 """Killed runs resume from their last checkpoint and end bit-identical."""
 
+import json
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ import pytest
 from finetune.cli import main as finetune_main
 from pretrain.cli import main as pretrain_main
 from pretrain.export import flat_state, load_encoder
+from pretrain.workdir import write_provenance
 
 PRETRAIN_ARGS = [
     "ae",
@@ -94,6 +96,10 @@ def test_pretrain_resumes_bit_identical(data_dir, tmp_path):
     with open(os.path.join(resumed, "metrics.jsonl")) as f:
         epochs = [line for line in f if '"phase": "layer0"' in line]
     assert len(epochs) == 30
+    with open(os.path.join(resumed, "provenance.json")) as f:
+        assert len(json.load(f)["resumed"]) == 1
+    with open(os.path.join(reference, "provenance.json")) as f:
+        assert "resumed" not in json.load(f)
 
 
 @pytest.mark.slow
@@ -161,3 +167,20 @@ def test_resume_fills_added_keys(tmp_path):
     assert start_run(str(tmp_path), {**old, "stream": False}, overwrite=False)
     with pytest.raises(WorkdirError, match="stream was False, now True"):
         start_run(str(tmp_path), {**old, "stream": True}, overwrite=False)
+
+
+def test_provenance_keeps_first_record(tmp_path):
+    def written():
+        with open(tmp_path / "provenance.json") as f:
+            return json.load(f)
+
+    write_provenance(str(tmp_path), {"time": "start"}, resumed=False)
+    write_provenance(str(tmp_path), {"time": "resume 1"}, resumed=True)
+    write_provenance(str(tmp_path), {"time": "resume 2"}, resumed=True)
+    assert written() == {
+        "time": "start",
+        "resumed": [{"time": "resume 1"}, {"time": "resume 2"}],
+    }
+
+    write_provenance(str(tmp_path), {"time": "new run"}, resumed=False)
+    assert written() == {"time": "new run"}
