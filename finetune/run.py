@@ -3,6 +3,7 @@
 import dataclasses
 import logging
 import os
+from contextlib import nullcontext
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ from finetune.model import (
 )
 from finetune.stages import PRESETS, Stage, encoder_units, schedule, stage_rules
 from pretrain import config as config_lib
-from pretrain.checkpoint import checkpoint_root
+from pretrain.checkpoint import checkpoint_root, checkpoint_subdirectory, phase_saved
 from pretrain.data import Scaler, fit_scaler, label_split, parse_budget
 from pretrain.data.loading import load_dataset_process_0_first
 from pretrain.encoders import build_encoder
@@ -34,6 +35,9 @@ from pretrain.train import BestTracker, PhaseTrainer, fit, predict, weighted_mea
 from pretrain.workdir import check_workdir, start_run, write_json, write_provenance
 
 logger = logging.getLogger(__name__)
+
+# Checkpoint subdirectory of the stages that train the head on codes.
+ON_CODES = "head_on_codes"
 
 SCALING_CHOICES = ("export", "refit")
 
@@ -319,7 +323,13 @@ def train_stage(
     units = encoder_units(model.encoder)
     rules = stage_rules(stage, units)
     trained, train, val = model, splits.train, splits.val
-    if not stage.trainable_layers and codes_fixed_in_training(model, config.augment):
+    # A checkpoint of this stage under its own name contains the whole
+    # classifier, so a run that has one resumes with the whole classifier.
+    if (
+        not stage.trainable_layers
+        and codes_fixed_in_training(model, config.augment)
+        and not phase_saved(stage.name)
+    ):
         # The frozen encoder gives the same codes in every epoch, so they are
         # computed once and the stage trains the head on them.
         trained = HeadOnCodes(model.head)
@@ -362,14 +372,18 @@ def train_stage(
         metrics["val_accuracy"], metrics["val_loss"] = val_accuracy, val_loss
         return False
 
-    history = fit(
-        trainer,
-        train,
-        epochs=stage.epochs,
-        writer=writer,
-        on_epoch=on_epoch,
-        select=best,
-    )
+    # Checkpoints of a head on codes contain no encoder, so they go apart from
+    # those of the whole classifier.
+    place = checkpoint_subdirectory(ON_CODES) if trained is not model else nullcontext()
+    with place:
+        history = fit(
+            trainer,
+            train,
+            epochs=stage.epochs,
+            writer=writer,
+            on_epoch=on_epoch,
+            select=best,
+        )
     result = {
         "stage": stage.name,
         "trainable_layers": list(stage.trainable_layers),

@@ -66,6 +66,12 @@ def checkpoint_subdirectory(name: str):
         yield
 
 
+def phase_saved(phase: str) -> bool:
+    """Return whether `phase` has a checkpoint directory under the current root."""
+    root = _ROOT.get()
+    return root is not None and os.path.isdir(os.path.join(root.directory, phase))
+
+
 def phase_checkpointer(phase: str) -> "PhaseCheckpointer | None":
     """Return the checkpointer of `phase` under the current root, or None when off."""
     root = _ROOT.get()

@@ -184,3 +184,26 @@ def test_provenance_keeps_first_record(tmp_path):
 
     write_provenance(str(tmp_path), {"time": "new run"}, resumed=False)
     assert written() == {"time": "new run"}
+
+
+def test_whole_classifier_head_checkpoint_resumes(ae_export, tmp_path, monkeypatch):
+    # A workdir whose head stage was checkpointed with the whole classifier,
+    # as when its codes are not cached, resumes with the whole classifier.
+    from finetune import run as run_lib
+
+    argv = [*finetune_args(ae_export), "--workdir", str(tmp_path)]
+    argv += ["--config.epochs_head=3", "--config.epochs_finetune=2"]
+    with monkeypatch.context() as patch:
+        patch.setattr(run_lib, "codes_fixed_in_training", lambda *args: False)
+        assert finetune_main(argv) == 0
+    with open(tmp_path / "metrics.json") as f:
+        first = json.load(f)
+    with open(tmp_path / "metrics.jsonl") as f:
+        lines = f.read()
+
+    assert finetune_main(argv) == 0
+    with open(tmp_path / "metrics.json") as f:
+        assert json.load(f)["test_accuracy"] == first["test_accuracy"]
+    with open(tmp_path / "metrics.jsonl") as f:
+        assert f.read() == lines
+    assert not os.path.exists(tmp_path / "checkpoints" / "lr_x1" / "head_on_codes")
