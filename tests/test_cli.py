@@ -668,3 +668,20 @@ def test_number_for_text_key_kept_as_text():
     assert config.labels == "100"
     config = build_config(defaults, overrides={"labels": parse_value("0.5")})
     assert config.labels == "0.5"
+
+
+def test_none_for_text_key_is_choice():
+    import ml_collections
+
+    from pretrain.config import ConfigError, build_config, parse_value
+
+    def defaults():
+        config = ml_collections.ConfigDict()
+        config.pool = "max"
+        config.epochs = 3
+        return config
+
+    config = build_config(defaults, overrides={"pool": parse_value("none")})
+    assert config.pool == "none"
+    with pytest.raises(ConfigError, match="'epochs' expects an int"):
+        build_config(defaults, overrides={"epochs": parse_value("none")})
