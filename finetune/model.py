@@ -1,12 +1,23 @@
 """The fine-tuned model: an exported encoder with a task head on top."""
 
+import dataclasses
 import inspect
+import json
+import os
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from pretrain.data import Scaler
+from pretrain.encoders import SpecError, build_encoder
+from pretrain.export import ExportError, flat_state, load_flat_state, read_weights
+
+MODEL_FILE = "model.json"
+MODEL_KEYS = {"format_version", "encoder", "drop_top", "head", "scaling", "seed"}
 
 
 class CodeStatistic(nnx.Variable):
@@ -153,3 +164,74 @@ def head_spec(
         "num_classes": int(num_classes),
         "standardize": bool(standardize),
     }
+
+
+@dataclasses.dataclass
+class LoadedClassifier:
+    model: Classifier  # the fine-tuned encoder and head
+    scaler: Scaler  # apply to raw inputs before calling the model
+    metadata: dict[str, Any]  # the contents of model.json
+
+
+def drop_top_layers(encoder: nnx.Module, count: int) -> None:
+    """Remove the top `count` layers of `encoder` in place."""
+    if count:
+        layers = list(encoder.layers)
+        encoder.layers = nnx.List(layers[: len(layers) - count])
+
+
+def read_model_metadata(directory: str) -> dict[str, Any]:
+    """Read and check `model.json` of a fine-tuned model directory."""
+    if not os.path.isdir(directory):
+        raise ExportError(
+            f"no fine-tuned model at {directory!r}: the directory does not "
+            "exist; pass the `model` directory inside a `finetune` workdir"
+        )
+    path = os.path.join(directory, MODEL_FILE)
+    try:
+        with open(path) as f:
+            metadata = json.load(f)
+    except FileNotFoundError:
+        raise ExportError(
+            f"{path!r} is missing, so {directory!r} is not a complete model; "
+            "rerun `finetune` to write it again"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ExportError(
+            f"{path!r} is not valid JSON ({error}); the model is truncated or "
+            "corrupted, rerun `finetune`"
+        ) from None
+    if not isinstance(metadata, dict) or not MODEL_KEYS <= set(metadata):
+        found = sorted(metadata) if isinstance(metadata, dict) else type(metadata)
+        raise ExportError(
+            f"{path!r} must be a JSON object with the keys {sorted(MODEL_KEYS)}; "
+            f"found {found}"
+        )
+    return metadata
+
+
+def load_classifier(directory: str) -> LoadedClassifier:
+    """Rebuild a model that `finetune` wrote to WORKDIR/model, with its weights
+    and input scaling. Its batch norm runs on the stored running statistics."""
+    directory = os.path.abspath(directory)
+    metadata = read_model_metadata(directory)
+    try:
+        encoder = build_encoder(metadata["encoder"], rngs=nnx.Rngs(0))
+        drop_top_layers(encoder, int(metadata["drop_top"]))
+        head_info = metadata["head"]
+        head = Head(
+            encoder.features,
+            head_info["hidden"],
+            head_info["num_classes"],
+            standardize=head_info["standardize"],
+            rngs=nnx.Rngs(0),
+        )
+        scaler = Scaler.from_dict(metadata["scaling"])
+    except (SpecError, KeyError, TypeError, ValueError) as error:
+        raise ExportError(
+            f"invalid model description in {directory!r}: {error}"
+        ) from None
+
+    model = Classifier(encoder, head, encoder_batch_stats_train=False)
+    load_flat_state(model, read_weights(directory, flat_state(model), "finetune"))
+    return LoadedClassifier(model, scaler, metadata)

@@ -20,6 +20,7 @@ from finetune.model import (
     Head,
     HeadOnCodes,
     codes_fixed_in_training,
+    drop_top_layers,
     head_spec,
 )
 from finetune.stages import PRESETS, Stage, encoder_units, schedule, stage_rules
@@ -240,10 +241,8 @@ def build_model(loaded, config, num_classes: int, rng: jax.Array) -> Classifier:
     pretrained = config.preset != "scratch"
     if not pretrained:
         encoder = build_encoder(loaded.spec, rngs=nnx.Rngs(jax.random.fold_in(rng, 1)))
-    layers = len(encoder.layers)
-    check_drop_top(config, layers)
-    if config.drop_top:
-        encoder.layers = nnx.List(list(encoder.layers)[: layers - config.drop_top])
+    check_drop_top(config, len(encoder.layers))
+    drop_top_layers(encoder, config.drop_top)
     head = Head(
         encoder.features,
         config.head_hidden,

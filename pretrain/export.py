@@ -209,37 +209,46 @@ def load_encoder(directory: str) -> LoadedEncoder:
     except (ValueError, KeyError, TypeError) as error:
         raise ExportError(f"invalid scaling in {directory!r}: {error}") from None
 
-    expected = flat_state(module)
+    restored = read_weights(directory, flat_state(module))
+    load_flat_state(module, restored)
+    return LoadedEncoder(module, scaler, metadata["encoder"], metadata)
+
+
+def read_weights(
+    directory: str, expected: Mapping[str, np.ndarray], producer: str = "pretrain"
+) -> dict[str, np.ndarray]:
+    """Read `directory`/weights, checked leaf by leaf against `expected` (from
+    `flat_state` of the rebuilt module); errors name `producer` as the fix."""
     weights = os.path.join(directory, WEIGHTS_DIR)
-    # Only files inside the export are read, even through a symlink.
+    # Only files inside the directory are read, even through a symlink.
     inside = os.path.realpath(directory) + os.sep
     if not os.path.realpath(weights).startswith(inside):
         raise ExportError(
-            f"{weights!r} points outside the export directory; copy the "
-            "weights into the export instead of linking them"
+            f"{weights!r} points outside {directory!r}; copy the weights into "
+            "it instead of linking them"
         )
-    _check_weight_leaves(weights, expected)
+    _check_weight_leaves(weights, expected, producer)
     abstract = {
         name: jax.ShapeDtypeStruct(value.shape, value.dtype)
         for name, value in expected.items()
     }
     try:
         with ocp.StandardCheckpointer() as checkpointer:
-            restored = checkpointer.restore(weights, abstract)
+            return checkpointer.restore(weights, abstract)
     except Exception as error:  # orbax and tensorstore raise many types here
         raise ExportError(
             f"the weights in {weights!r} could not be read ({type(error).__name__}: "
             f"{str(error)[:300]}); the file is corrupted or truncated, rerun "
-            "`pretrain`"
+            f"`{producer}`"
         ) from None
-    load_flat_state(module, restored)
-    return LoadedEncoder(module, scaler, metadata["encoder"], metadata)
 
 
-def _check_weight_leaves(weights: str, expected: Mapping[str, np.ndarray]) -> None:
+def _check_weight_leaves(
+    weights: str, expected: Mapping[str, np.ndarray], producer: str
+) -> None:
     if not os.path.isdir(weights):
         raise ExportError(
-            f"{weights!r} is missing; the export is incomplete, rerun `pretrain`"
+            f"{weights!r} is missing; the directory is incomplete, rerun `{producer}`"
         )
     try:
         with ocp.StandardCheckpointer() as checkpointer:
@@ -247,12 +256,12 @@ def _check_weight_leaves(weights: str, expected: Mapping[str, np.ndarray]) -> No
     except Exception as error:  # orbax raises many types for broken metadata
         raise ExportError(
             f"the weights in {weights!r} have unreadable metadata "
-            f"({type(error).__name__}); the export is corrupted, rerun `pretrain`"
+            f"({type(error).__name__}); they are corrupted, rerun `{producer}`"
         ) from None
     if on_disk is None:
         raise ExportError(
-            f"the weights in {weights!r} have no item metadata; the export is "
-            "corrupted or incomplete, rerun `pretrain`"
+            f"the weights in {weights!r} have no item metadata; they are "
+            f"corrupted or incomplete, rerun `{producer}`"
         )
     found = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in on_disk.items()}
     wanted = {name: (v.shape, v.dtype) for name, v in expected.items()}
@@ -266,7 +275,7 @@ def _check_weight_leaves(weights: str, expected: Mapping[str, np.ndarray]) -> No
     )
     if missing or extra or wrong:
         raise ExportError(
-            f"the weights in {weights!r} do not match the encoder spec: missing "
+            f"the weights in {weights!r} do not match the model spec: missing "
             f"leaves {missing}, unexpected leaves {extra}, wrong shape or dtype "
             f"{wrong}"
         )

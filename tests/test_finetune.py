@@ -296,3 +296,46 @@ def test_codes_fixed_only_when_deterministic(bn_export):
         encoder = build_encoder(spec, rngs=nnx.Rngs(0))
         classifier = Classifier(encoder, model.head, encoder_batch_stats_train=False)
         assert codes_fixed_in_training(classifier, augment=False) is fixed
+
+
+def test_saved_model_reloads_same_accuracy(bn_export, data_dir, tmp_path):
+    import json
+    import os
+
+    from finetune.model import load_classifier
+    from finetune.run import evaluate, run
+    from pretrain.data import load_dataset
+
+    config = finetune_config(
+        encoder=bn_export,
+        labels="50",
+        data_dir=data_dir,
+        drop_top=1,
+        head_hidden=(8,),
+        standardize_codes=True,
+        epochs_head=2,
+        epochs_finetune=1,
+    )
+    metrics = run(config, str(tmp_path))
+    loaded = load_classifier(os.path.join(tmp_path, "model"))
+    assert len(loaded.model.encoder.layers) == 1
+
+    dataset = load_dataset("digits", data_dir=data_dir)
+    test = {"x": loaded.scaler.apply(dataset.test_x), "y": dataset.test_y}
+    accuracy, _ = evaluate(loaded.model, test)
+    assert accuracy == metrics["test_accuracy"]
+    with open(os.path.join(tmp_path, "metrics.json")) as f:
+        assert json.load(f)["test_accuracy"] == accuracy
+
+
+def test_model_without_metadata_rejected(tmp_path):
+    from finetune.model import load_classifier
+    from pretrain.export import ExportError
+
+    with pytest.raises(ExportError, match="does not exist"):
+        load_classifier(str(tmp_path / "missing"))
+    with pytest.raises(ExportError, match="model.json.*missing"):
+        load_classifier(str(tmp_path))
+    (tmp_path / "model.json").write_text('{"format_version": 1}')
+    with pytest.raises(ExportError, match="must be a JSON object with the keys"):
+        load_classifier(str(tmp_path))
