@@ -142,13 +142,20 @@ def codes_fixed_in_training(model: Classifier, augment: bool) -> bool:
     Input augmentation, batch norm on batch statistics and dropout in the
     encoder each change the codes from step to step.
     """
-    if augment or model.encoder_batch_stats_train:
+    if augment:
+        return False
+    if model.encoder_batch_stats_train and has_batch_norm(model.encoder):
         return False
     if takes_rng(model.encoder):
         # Transformer blocks keep their dropout rate as `rate`.
         rates = [getattr(layer, "rate", None) for layer in model.encoder.layers]
         return all(rate == 0.0 for rate in rates)
     return True
+
+
+def has_batch_norm(module: nnx.Module) -> bool:
+    """Return whether `module` contains a batch norm layer."""
+    return any(isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(module))
 
 
 def takes_rng(encoder: nnx.Module) -> bool:

@@ -273,8 +273,8 @@ def test_head_on_codes_matches_full_model(bn_export, data_dir, monkeypatch):
 
 
 def test_codes_fixed_only_when_deterministic(bn_export):
-    from finetune.model import Classifier, codes_fixed_in_training
-    from pretrain.encoders import build_encoder
+    from finetune.model import Classifier, Head, codes_fixed_in_training
+    from pretrain.encoders import build_encoder, dense_spec
     from pretrain.transformer import transformer_spec
 
     model, _ = make_classifier(bn_export)
@@ -282,6 +282,13 @@ def test_codes_fixed_only_when_deterministic(bn_export):
     assert not codes_fixed_in_training(model, augment=True)
     scratch, _ = make_classifier(bn_export, preset="scratch")
     assert not codes_fixed_in_training(scratch, augment=False)
+    # Batch norm in training mode changes nothing in an encoder without it.
+    without_bn = Classifier(
+        build_encoder(dense_spec((8, 8, 1), [8]), rngs=nnx.Rngs(0)),
+        Head(8, (), 10, rngs=nnx.Rngs(0)),
+        encoder_batch_stats_train=True,
+    )
+    assert codes_fixed_in_training(without_bn, augment=False)
 
     for dropout, fixed in ((0.0, True), (0.1, False)):
         spec = transformer_spec(
