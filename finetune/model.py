@@ -17,6 +17,7 @@ from pretrain.encoders import SpecError, build_encoder
 from pretrain.export import ExportError, flat_state, load_flat_state, read_weights
 
 MODEL_FILE = "model.json"
+MODEL_FORMAT_VERSION = 1
 MODEL_KEYS = {"format_version", "encoder", "drop_top", "head", "scaling", "seed"}
 
 
@@ -190,31 +191,56 @@ def drop_top_layers(encoder: nnx.Module, count: int) -> None:
 def read_model_metadata(directory: str) -> dict[str, Any]:
     """Read and check `model.json` of a fine-tuned model directory."""
     if not os.path.isdir(directory):
+        found = "is a file" if os.path.exists(directory) else "does not exist"
         raise ExportError(
-            f"no fine-tuned model at {directory!r}: the directory does not "
-            "exist; pass the `model` directory inside a `finetune` workdir"
+            f"no fine-tuned model at {directory!r}: the path {found}; pass the "
+            "`model` directory inside a `finetune` workdir"
         )
     path = os.path.join(directory, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise ExportError(_missing_model_message(directory, path))
     try:
         with open(path) as f:
             metadata = json.load(f)
-    except FileNotFoundError:
-        raise ExportError(
-            f"{path!r} is missing, so {directory!r} is not a complete model; "
-            "rerun `finetune` to write it again"
-        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ExportError(
             f"{path!r} is not valid JSON ({error}); the model is truncated or "
             "corrupted, rerun `finetune`"
         ) from None
-    if not isinstance(metadata, dict) or not MODEL_KEYS <= set(metadata):
-        found = sorted(metadata) if isinstance(metadata, dict) else type(metadata)
+    if not isinstance(metadata, dict):
+        raise ExportError(f"{path!r} must contain a JSON object")
+
+    version = metadata.get("format_version")
+    if not isinstance(version, int):
+        raise ExportError(f"{path!r} has no integer format_version")
+    if version > MODEL_FORMAT_VERSION:
         raise ExportError(
-            f"{path!r} must be a JSON object with the keys {sorted(MODEL_KEYS)}; "
-            f"found {found}"
+            f"{directory!r} uses model format version {version}, but this code "
+            f"reads up to version {MODEL_FORMAT_VERSION}; upgrade pretrain-jax "
+            f"to a release that reads format version {version}"
+        )
+    if set(metadata) != MODEL_KEYS:
+        missing = sorted(MODEL_KEYS - set(metadata))
+        extra = sorted(set(metadata) - MODEL_KEYS)
+        raise ExportError(
+            f"{path!r} has missing keys {missing} and unknown keys {extra}"
         )
     return metadata
+
+
+def _missing_model_message(directory: str, path: str) -> str:
+    if os.path.isfile(os.path.join(directory, "encoder.json")):
+        return (
+            f"{directory!r} is an encoder export, not a fine-tuned model; load "
+            "it with `pretrain.export.load_encoder`"
+        )
+    inner = os.path.join(directory, "model")
+    if os.path.isfile(os.path.join(inner, MODEL_FILE)):
+        return f"{directory!r} is a `finetune` workdir; pass {inner!r}"
+    return (
+        f"{path!r} is missing, so {directory!r} is not a complete model; rerun "
+        "`finetune` to write it again"
+    )
 
 
 def load_classifier(directory: str) -> LoadedClassifier:
@@ -224,7 +250,14 @@ def load_classifier(directory: str) -> LoadedClassifier:
     metadata = read_model_metadata(directory)
     try:
         encoder = build_encoder(metadata["encoder"], rngs=nnx.Rngs(0))
-        drop_top_layers(encoder, int(metadata["drop_top"]))
+        drop_top = metadata["drop_top"]
+        layers = len(encoder.layers)
+        if not isinstance(drop_top, int) or not 0 <= drop_top < layers:
+            raise ValueError(
+                f"drop_top = {drop_top!r} is invalid for an encoder of {layers} "
+                "layers; rerun `finetune`"
+            )
+        drop_top_layers(encoder, drop_top)
         head_info = metadata["head"]
         head = Head(
             encoder.features,

@@ -16,6 +16,7 @@ from finetune import auto, freezing, layer_decay
 from finetune.augment import augment
 from finetune.auto import AUTO_PRESET
 from finetune.model import (
+    MODEL_FORMAT_VERSION,
     Classifier,
     Head,
     HeadOnCodes,
@@ -142,6 +143,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         "must be >= 0",
     )
     check(config.drop_top >= 0, "drop_top", config.drop_top, "must be >= 0")
+    check(
+        all(isinstance(h, int) and h > 0 for h in config.head_hidden),
+        "head_hidden",
+        config.head_hidden,
+        "widths must be positive ints; () gives a linear head",
+    )
     check(
         all(m > 0 for m in config.lr_search),
         "lr_search",
@@ -504,7 +511,7 @@ def run(
         "stages": stages,
     }
     model_metadata = {
-        "format_version": 1,
+        "format_version": MODEL_FORMAT_VERSION,
         "encoder": loaded.spec,
         "drop_top": config.drop_top,
         "head": head_spec(

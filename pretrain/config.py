@@ -60,9 +60,10 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         return
 
     current = node[leaf]
-    if value is None and isinstance(current, str):
-        # A bare `none` parses as None, but a text field takes it as the
-        # choice "none" (pool=none, noise=none).
+    if value is None and isinstance(current, str) and current:
+        # A bare `none` parses as None, but a text field with a default takes
+        # it as the choice "none" (pool=none, noise=none). Fields empty by
+        # default are optional paths, where None stays an error.
         value = "none"
     if value is None and current is not None:
         # ConfigDict accepts None for any field; the checks that follow expect

@@ -157,16 +157,14 @@ def read_metadata(directory: str) -> dict[str, Any]:
     # orbax finds no item metadata under a relative path (0.12.8).
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory):
+        found = "is a file" if os.path.exists(directory) else "does not exist"
         raise ExportError(
-            f"no encoder export at {directory!r}: the directory does not exist; "
-            "pass the `encoder` directory that `pretrain` wrote"
+            f"no encoder export at {directory!r}: the path {found}; pass the "
+            "`encoder` directory that `pretrain` wrote"
         )
     path = os.path.join(directory, METADATA_FILE)
     if not os.path.isfile(path):
-        raise ExportError(
-            f"{path!r} is missing, so {directory!r} is not a complete export; "
-            "rerun `pretrain` to write it again"
-        )
+        raise ExportError(_missing_export_message(directory, path))
     try:
         with open(path) as f:
             metadata = json.load(f)
@@ -194,6 +192,22 @@ def read_metadata(directory: str) -> dict[str, Any]:
             f"{path!r} has missing keys {missing} and unknown keys {extra}"
         )
     return metadata
+
+
+def _missing_export_message(directory: str, path: str) -> str:
+    if os.path.isfile(os.path.join(directory, "model.json")):
+        return (
+            f"{directory!r} is a fine-tuned model, not an encoder export; load "
+            "it with `finetune.model.load_classifier`, or pass the `encoder` "
+            "directory that `pretrain` wrote"
+        )
+    inner = os.path.join(directory, "encoder")
+    if os.path.isfile(os.path.join(inner, METADATA_FILE)):
+        return f"{directory!r} is a `pretrain` workdir; pass {inner!r}"
+    return (
+        f"{path!r} is missing, so {directory!r} is not a complete export; rerun "
+        "`pretrain` to write it again"
+    )
 
 
 def load_encoder(directory: str) -> LoadedEncoder:
@@ -274,10 +288,19 @@ def _check_weight_leaves(
         if found[name] != wanted[name]
     )
     if missing or extra or wrong:
+        parts = [
+            f"{what} {names}"
+            for what, names in (
+                ("missing leaves", missing),
+                ("unexpected leaves", extra),
+                ("wrong shape or dtype", wrong),
+            )
+            if names
+        ]
         raise ExportError(
-            f"the weights in {weights!r} do not match the model spec: missing "
-            f"leaves {missing}, unexpected leaves {extra}, wrong shape or dtype "
-            f"{wrong}"
+            f"the weights in {weights!r} do not match the model spec ("
+            + "; ".join(parts)
+            + f"), so they belong to another model; rerun `{producer}`"
         )
 
 

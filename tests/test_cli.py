@@ -412,6 +412,18 @@ BAD_INPUT = [
         "drop_top",
     ),
     (
+        "head width of zero",
+        "finetune",
+        lambda t, e: bad_finetune(t, e, "--config.head_hidden=(0,)"),
+        "head_hidden",
+    ),
+    (
+        "none for an optional path",
+        "finetune",
+        lambda t, e: bad_finetune(t, e, "--config.data_dir=none"),
+        "data_dir",
+    ),
+    (
         "negative batch size",
         "pretrain",
         lambda t, e: bad_pretrain(t, "--config.batch_size=-8"),

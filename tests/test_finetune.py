@@ -312,6 +312,7 @@ def test_saved_model_reloads_same_accuracy(bn_export, data_dir, tmp_path):
     from finetune.model import load_classifier
     from finetune.run import evaluate, run
     from pretrain.data import load_dataset
+    from pretrain.export import ExportError
 
     config = finetune_config(
         encoder=bn_export,
@@ -334,6 +335,15 @@ def test_saved_model_reloads_same_accuracy(bn_export, data_dir, tmp_path):
     with open(os.path.join(tmp_path, "metrics.json")) as f:
         assert json.load(f)["test_accuracy"] == accuracy
 
+    with pytest.raises(ExportError, match="is a `finetune` workdir"):
+        load_classifier(str(tmp_path))
+    with open(os.path.join(tmp_path, "model", "model.json")) as f:
+        metadata = json.load(f)
+    with open(os.path.join(tmp_path, "model", "model.json"), "w") as f:
+        json.dump({**metadata, "drop_top": 2}, f)
+    with pytest.raises(ExportError, match="drop_top = 2 is invalid"):
+        load_classifier(os.path.join(tmp_path, "model"))
+
 
 def test_model_without_metadata_rejected(tmp_path):
     from finetune.model import load_classifier
@@ -344,5 +354,30 @@ def test_model_without_metadata_rejected(tmp_path):
     with pytest.raises(ExportError, match="model.json.*missing"):
         load_classifier(str(tmp_path))
     (tmp_path / "model.json").write_text('{"format_version": 1}')
-    with pytest.raises(ExportError, match="must be a JSON object with the keys"):
+    with pytest.raises(ExportError, match="missing keys"):
         load_classifier(str(tmp_path))
+    (tmp_path / "model.json").write_text('{"format_version": 99}')
+    with pytest.raises(ExportError, match="format version 99.*upgrade"):
+        load_classifier(str(tmp_path))
+
+
+def test_model_loader_names_right_directory(bn_export, tmp_path):
+    import json
+    import os
+    import shutil
+
+    from finetune.model import load_classifier
+    from pretrain.export import ExportError, load_encoder
+
+    with pytest.raises(ExportError, match="is an encoder export.*load_encoder"):
+        load_classifier(bn_export)
+    with pytest.raises(ExportError, match="is a `pretrain` workdir"):
+        load_encoder(os.path.dirname(bn_export))
+
+    model = tmp_path / "model"
+    model.mkdir()
+    with open(model / "model.json", "w") as f:
+        json.dump({"format_version": 1}, f)
+    with pytest.raises(ExportError, match="is a fine-tuned model.*load_classifier"):
+        load_encoder(str(model))
+    shutil.rmtree(model)
