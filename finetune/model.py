@@ -2,7 +2,6 @@
 
 import dataclasses
 import inspect
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +13,13 @@ from flax import nnx
 
 from pretrain.data import Scaler
 from pretrain.encoders import SpecError, build_encoder
-from pretrain.export import ExportError, flat_state, load_flat_state, read_weights
+from pretrain.export import (
+    ExportError,
+    flat_state,
+    load_flat_state,
+    read_json_metadata,
+    read_weights,
+)
 
 MODEL_FILE = "model.json"
 MODEL_FORMAT_VERSION = 1
@@ -190,42 +195,16 @@ def drop_top_layers(encoder: nnx.Module, count: int) -> None:
 
 def read_model_metadata(directory: str) -> dict[str, Any]:
     """Read and check `model.json` of a fine-tuned model directory."""
-    if not os.path.isdir(directory):
-        found = "is a file" if os.path.exists(directory) else "does not exist"
-        raise ExportError(
-            f"no fine-tuned model at {directory!r}: the path {found}; pass the "
-            "`model` directory inside a `finetune` workdir"
-        )
-    path = os.path.join(directory, MODEL_FILE)
-    if not os.path.isfile(path):
-        raise ExportError(_missing_model_message(directory, path))
-    try:
-        with open(path) as f:
-            metadata = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ExportError(
-            f"{path!r} is not valid JSON ({error}); the model is truncated or "
-            "corrupted, rerun `finetune`"
-        ) from None
-    if not isinstance(metadata, dict):
-        raise ExportError(f"{path!r} must contain a JSON object")
-
-    version = metadata.get("format_version")
-    if not isinstance(version, int):
-        raise ExportError(f"{path!r} has no integer format_version")
-    if version > MODEL_FORMAT_VERSION:
-        raise ExportError(
-            f"{directory!r} uses model format version {version}, but this code "
-            f"reads up to version {MODEL_FORMAT_VERSION}; upgrade pretrain-jax "
-            f"to a release that reads format version {version}"
-        )
-    if set(metadata) != MODEL_KEYS:
-        missing = sorted(MODEL_KEYS - set(metadata))
-        extra = sorted(set(metadata) - MODEL_KEYS)
-        raise ExportError(
-            f"{path!r} has missing keys {missing} and unknown keys {extra}"
-        )
-    return metadata
+    return read_json_metadata(
+        directory,
+        MODEL_FILE,
+        keys=MODEL_KEYS,
+        max_version=MODEL_FORMAT_VERSION,
+        kind="fine-tuned model",
+        producer="finetune",
+        where="the `model` directory inside a `finetune` workdir",
+        missing=_missing_model_message,
+    )
 
 
 def _missing_model_message(directory: str, path: str) -> str:

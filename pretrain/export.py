@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,40 +156,67 @@ def read_metadata(directory: str) -> dict[str, Any]:
     """Read and check `encoder.json` of an export."""
     # orbax finds no item metadata under a relative path (0.12.8).
     directory = os.path.abspath(directory)
+    return read_json_metadata(
+        directory,
+        METADATA_FILE,
+        keys=METADATA_KEYS,
+        max_version=FORMAT_VERSION,
+        kind="encoder export",
+        producer="pretrain",
+        where="the `encoder` directory that `pretrain` wrote",
+        missing=_missing_export_message,
+    )
+
+
+def read_json_metadata(
+    directory: str,
+    filename: str,
+    *,
+    keys: set[str],
+    max_version: int,
+    kind: str,
+    producer: str,
+    where: str,
+    missing: Callable[[str, str], str],
+) -> dict[str, Any]:
+    """Read `directory`/`filename`, a JSON object with exactly `keys` and an
+    integer format_version of at most `max_version`.
+
+    `kind` names what the directory is ("encoder export"), `producer` the
+    command that writes it, `where` which directory to pass instead, and
+    `missing(directory, path)` gives the message for a missing file.
+    """
     if not os.path.isdir(directory):
         found = "is a file" if os.path.exists(directory) else "does not exist"
-        raise ExportError(
-            f"no encoder export at {directory!r}: the path {found}; pass the "
-            "`encoder` directory that `pretrain` wrote"
-        )
-    path = os.path.join(directory, METADATA_FILE)
+        raise ExportError(f"no {kind} at {directory!r}: the path {found}; pass {where}")
+    path = os.path.join(directory, filename)
     if not os.path.isfile(path):
-        raise ExportError(_missing_export_message(directory, path))
+        raise ExportError(missing(directory, path))
     try:
         with open(path) as f:
             metadata = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ExportError(
-            f"{path!r} is not valid JSON ({error}); the export is truncated or "
-            "corrupted, rerun `pretrain`"
+            f"{path!r} is not valid JSON ({error}); the {kind} is truncated or "
+            f"corrupted, rerun `{producer}`"
         ) from None
     if not isinstance(metadata, dict):
-        raise ExportError(f"{path!r} must hold a JSON object")
+        raise ExportError(f"{path!r} must contain a JSON object")
 
     version = metadata.get("format_version")
     if not isinstance(version, int):
         raise ExportError(f"{path!r} has no integer format_version")
-    if version > FORMAT_VERSION:
+    if version > max_version:
         raise ExportError(
-            f"{directory!r} uses export format version {version}, but this "
-            f"code reads up to version {FORMAT_VERSION}; upgrade pretrain-jax "
+            f"{directory!r} uses {kind} format version {version}, but this "
+            f"code reads up to version {max_version}; upgrade pretrain-jax "
             f"to a release that reads format version {version}"
         )
-    if set(metadata) != METADATA_KEYS:
-        missing = sorted(METADATA_KEYS - set(metadata))
-        extra = sorted(set(metadata) - METADATA_KEYS)
+    if set(metadata) != keys:
+        missing_keys = sorted(keys - set(metadata))
+        extra = sorted(set(metadata) - keys)
         raise ExportError(
-            f"{path!r} has missing keys {missing} and unknown keys {extra}"
+            f"{path!r} has missing keys {missing_keys} and unknown keys {extra}"
         )
     return metadata
 
@@ -289,8 +316,8 @@ def _check_weight_leaves(
     )
     if missing or extra or wrong:
         parts = [
-            f"{what} {names}"
-            for what, names in (
+            f"{label} {names}"
+            for label, names in (
                 ("missing leaves", missing),
                 ("unexpected leaves", extra),
                 ("wrong shape or dtype", wrong),
