@@ -118,8 +118,8 @@ def test_valid_padding_shrinks_maps():
 )
 def test_max_pool_matches_reduce_window(shape, size):
     # Odd sides and windows wider than the leftover check where SAME puts
-    # its padding; distinct values make the maxima unique, so the
-    # gradients must agree too.
+    # its padding. Distinct values make the maxima unique, so the gradients
+    # must agree too.
     values = jax.random.permutation(jax.random.key(0), math.prod(shape))
     h = values.reshape(shape).astype(jnp.float32) / math.prod(shape)
     window = (size,) * (len(shape) - 2)

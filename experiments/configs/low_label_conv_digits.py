@@ -6,8 +6,8 @@ Command::
 
 Two stages of 32 and 64 channels with kernel 3, batch norm and max pooling
 (8x8 to 4x4 to 2x2) are pretrained stage by stage as a denoising
-convolutional autoencoder on digits' training pool, then fine-tuned with
-the same presets, head learning rate and learning-rate search as
+convolutional autoencoder on digits' training pool. They are fine-tuned
+with the same presets, head learning rate and learning-rate search as
 `low_label_conv`, over budgets 20 to all and 5 seeds. `full` is left out,
 as on mnist5k. Its runs took 21 minutes on 2 CPU cores, shared with other
 jobs for part of the time.
