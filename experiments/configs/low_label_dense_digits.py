@@ -13,8 +13,8 @@ Estimate: about 44 minutes on 2 CPU cores, an upper bound that assumes
 every stage runs all its epochs. It is the per-epoch and
 per-run times of 2-epoch smoke runs (1 seed, budgets 20 and all, CPUs
 shared with other jobs) times the epochs and runs of the grid. The first
-full run took 44 minutes on shared cores, and a rerun with today's code 81
-minutes on cores shared with three other jobs.
+full run took 44 minutes on shared cores. A rerun with commit 4f80488 took
+81 minutes on cores shared with three other jobs.
 
 Result (2026-12-04, docs/results.md, the rerun): at 20 labels `ae`, `dae`,
 `dbn`, `deep_ae` and `sparse_ae` beat scratch by 0.04 to 0.06 (p < 0.05),
