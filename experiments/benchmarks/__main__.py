@@ -29,6 +29,7 @@ from experiments.benchmarks.common import machine_lines, mnist5k_pool
 class Sizes:
     steps: int  # steps per timed epoch of the roofline
     repeats: int  # timed epochs (or matmuls) whose median is printed
+    roofline_rounds: int  # interleaved matmul and step timings per roofline case
     rbm_epochs: int
     rbm_rounds: int
     pipeline_epochs: int  # per layer and per stage of the compilation runs
@@ -41,6 +42,7 @@ class Sizes:
 FULL = Sizes(
     steps=20,
     repeats=5,
+    roofline_rounds=5,
     rbm_epochs=5,
     rbm_rounds=3,
     pipeline_epochs=5,
@@ -52,6 +54,7 @@ FULL = Sizes(
 QUICK = Sizes(
     steps=2,
     repeats=1,
+    roofline_rounds=1,
     rbm_epochs=1,
     rbm_rounds=1,
     pipeline_epochs=1,
@@ -65,7 +68,7 @@ SECTIONS = ("roofline", "peers", "compilation", "growth", "memory")
 
 def run_section(name: str, sizes: Sizes, data_dir: str, workdir: str) -> None:
     if name == "roofline":
-        roofline.run(sizes.steps, sizes.repeats)
+        roofline.run(sizes.steps, sizes.repeats, sizes.roofline_rounds)
     elif name == "peers":
         rbm.speed(data_dir, sizes.rbm_epochs, sizes.rbm_rounds)
         peers.run_autoencoder(mnist5k_pool(data_dir), sizes.repeats)

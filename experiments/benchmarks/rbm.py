@@ -185,7 +185,9 @@ def speed(data_dir: str, epochs: int, rounds: int) -> None:
             print(
                 f"  batch {batch_size}: {seconds[name]:.4f} s per epoch, "
                 f"{achieved / 1e9:.1f} GFLOP/s; per round, fraction of the "
-                "adjacent matmul: " + ", ".join(f"{f:.0%}" for f in fractions)
+                "adjacent matmul: "
+                + ", ".join(f"{f:.0%}" for f in fractions)
+                + f" (median {statistics.median(fractions):.0%})"
             )
 
 

@@ -12,6 +12,7 @@ step. For the two dense steps the analytic count of their matrix products is
 printed next to it.
 """
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -160,40 +161,58 @@ CASES: tuple[Callable[[int], StepCase], ...] = (
 )
 
 
-def run(steps: int, repeats: int) -> None:
+def run(steps: int, repeats: int, rounds: int = 1) -> None:
     """Print each step's FLOP/s and its fraction of a matmul figure measured
     just before it, so that a change of load on a shared machine reaches both.
+
+    With several `rounds`, each round measures the matmul and the step again,
+    and the fractions printed are the median over rounds and their range.
+    One timing of a few milliseconds per step on a shared 2-core machine
+    moves by 10% or more between rounds, so one round can miss a goal that
+    the median meets, or the reverse.
     """
     print(
         f"steps at batch {BATCH}, {steps} steps per timed epoch, median of "
         f"{repeats} epochs; FLOPs from XLA cost_analysis (analytic count of "
         "the matrix products in brackets); fractions of the float32 matmul "
-        "2048x2048 (median jnp.dot) measured before each step:"
+        "2048x2048 (median jnp.dot) measured before each step"
+        + (f", median over {rounds} rounds [min, max]:" if rounds > 1 else ":")
     )
     for make_case in CASES:
         case = make_case(steps)
         xla = compiled_flops(case.trainer, case.data)
         flops = xla if xla is not None else case.analytic_flops
-        peak_wall, peak_cpu = matmul_seconds(repeats=max(repeats, 5))
-        wall, cpu = epoch_seconds(case.trainer, case.data, repeats)
-        peaks = (matmul_flops() / peak_wall, matmul_flops() / peak_cpu)
-        print("  " + format_case(case, xla, flops, (wall / steps, cpu / steps), peaks))
+        step_seconds, peaks = [], []
+        for _ in range(rounds):
+            peak_wall, peak_cpu = matmul_seconds(repeats=max(repeats, 5))
+            wall, cpu = epoch_seconds(case.trainer, case.data, repeats)
+            peaks.append((matmul_flops() / peak_wall, matmul_flops() / peak_cpu))
+            step_seconds.append((wall / steps, cpu / steps))
+        print("  " + format_case(case, xla, flops, step_seconds, peaks))
 
 
 def format_case(case, xla, flops, step_seconds, peaks) -> str:
-    """Format one step's figures; `step_seconds` and `peaks` are (wall-clock,
-    CPU time) pairs of seconds per step and matmul FLOP/s."""
+    """Format one step's figures over rounds. `step_seconds` and `peaks` hold
+    one (wall-clock, CPU time) pair per round: seconds per step and matmul
+    FLOP/s."""
     counted = "n/a" if xla is None else f"{xla / 1e9:.3f}"
     if case.analytic_flops is not None:
         counted += f" ({case.analytic_flops / 1e9:.3f})"
-    line = f"{case.name}: {step_seconds[0] * 1e3:.2f} ms/step, GFLOP/step {counted}"
+    median_step = statistics.median(seconds[0] for seconds in step_seconds)
+    line = f"{case.name}: {median_step * 1e3:.2f} ms/step, GFLOP/step {counted}"
     if flops is None:
         return line + ", no FLOP count"
     parts = []
-    for clock, seconds, peak in zip(("wall", "CPU"), step_seconds, peaks, strict=True):
-        achieved = flops / seconds
-        parts.append(
-            f"{clock} {achieved / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s = "
-            f"{achieved / peak:.0%}"
+    for clock in (0, 1):
+        achieved = [flops / seconds[clock] for seconds in step_seconds]
+        peak = [round_peaks[clock] for round_peaks in peaks]
+        fractions = [a / p for a, p in zip(achieved, peak, strict=True)]
+        part = (
+            f"{('wall', 'CPU')[clock]} {statistics.median(achieved) / 1e9:.1f} of "
+            f"{statistics.median(peak) / 1e9:.1f} GFLOP/s = "
+            f"{statistics.median(fractions):.0%}"
         )
+        if len(fractions) > 1:
+            part += f" [{min(fractions):.0%}, {max(fractions):.0%}]"
+        parts.append(part)
     return f"{line}; " + "; ".join(parts)
