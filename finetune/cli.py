@@ -10,6 +10,7 @@ import sys
 from pretrain import config as config_lib
 from pretrain.cli_common import (
     add_common_arguments,
+    add_flag_values,
     initialize_distributed,
     run_command,
     setup_logging,
@@ -47,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         from finetune.run import default_config, run
 
         overrides = split_overrides(extra)
-        for key in ("encoder", "dataset", "labels", "preset"):
-            value = getattr(args, key)
-            if value is not None:
-                overrides[key] = value
+        keys = ("encoder", "dataset", "labels", "preset")
+        add_flag_values(overrides, {key: getattr(args, key) for key in keys})
         config = config_lib.build_config(
             default_config, file=args.config, overrides=overrides
         )

@@ -11,6 +11,7 @@ from typing import Any
 from pretrain import config as config_lib
 from pretrain.cli_common import (
     add_common_arguments,
+    add_flag_values,
     initialize_distributed,
     run_command,
     setup_logging,
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
         get_method(args.method)
         overrides = split_overrides(extra)
-        if args.dataset is not None:
-            overrides["dataset"] = args.dataset
+        add_flag_values(overrides, {"dataset": args.dataset})
         file = None if args.config is None else config_file(args.config, args.method)
         config = config_lib.build_config(
             lambda: default_config(args.method), file=file, overrides=overrides

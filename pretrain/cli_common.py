@@ -51,6 +51,24 @@ def split_overrides(extra: Sequence[str]) -> dict[str, object]:
     return overrides
 
 
+def add_flag_values(overrides: dict[str, object], flags: dict[str, object]) -> None:
+    """Add the values of named flags (`--dataset NAME`) to `overrides`.
+
+    A flag that is not given (None) adds nothing. A flag and a
+    `--config.KEY` that set one key to different values raise ConfigError,
+    because neither is plainly the one the user meant.
+    """
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in overrides and str(overrides[key]) != str(value):
+            raise ConfigError(
+                f"--{key} {value!r} and --config.{key}={overrides[key]!r} "
+                f"disagree; give only one of them"
+            )
+        overrides[key] = value
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

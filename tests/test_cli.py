@@ -14,6 +14,7 @@ from finetune.cli import main as finetune_main
 from pretrain import config as config_lib
 from pretrain.cli import config_file as config_file_for
 from pretrain.cli import main as pretrain_main
+from pretrain.cli_common import add_flag_values
 from pretrain.config import ConfigError
 from pretrain.run import default_config
 
@@ -608,6 +609,18 @@ BAD_INPUT = [
         "must divide every side of the inputs' spatial size [8, 8]",
     ),
     (
+        "dataset flag and config key disagree",
+        "pretrain",
+        lambda t, e: bad_pretrain(t, "--config.dataset=mnist5k"),
+        "--dataset 'digits' and --config.dataset='mnist5k' disagree",
+    ),
+    (
+        "labels flag and config key disagree",
+        "finetune",
+        lambda t, e: bad_finetune(t, e, "--config.labels=100"),
+        "--labels '50' and --config.labels=100 disagree",
+    ),
+    (
         "image encoder on a text dataset",
         "finetune",
         lambda t, e: bad_finetune(t, e, "--dataset", "imdb_reviews"),
@@ -697,3 +710,15 @@ def test_none_for_text_key_is_choice():
     assert config.pool == "none"
     with pytest.raises(ConfigError, match="'epochs' expects an int"):
         build_config(defaults, overrides={"epochs": parse_value("none")})
+
+
+def test_flag_values_join_overrides():
+    overrides = {"dataset": "digits", "epochs": 3}
+    add_flag_values(overrides, {"dataset": "digits", "labels": "100", "preset": None})
+    assert overrides == {"dataset": "digits", "epochs": 3, "labels": "100"}
+    # A number from --config.labels=100 and the text of --labels 100 agree.
+    overrides = {"labels": 100}
+    add_flag_values(overrides, {"labels": "100"})
+    assert overrides["labels"] == "100"
+    with pytest.raises(ConfigError, match="give only one of them"):
+        add_flag_values({"dataset": "mnist5k"}, {"dataset": "digits"})
