@@ -44,6 +44,7 @@ starts from per-epoch and per-run times of 2-epoch smoke runs of
 `experiments low_label_dense` on digits and mnist5k (1 seed, budgets 20 and
 all, CPUs shared with other jobs). These are scaled to the 2,000-image pools
 of the mnist5k variants and multiplied by the epochs and runs of this grid.
+Measured: 22 minutes wall-clock on an otherwise idle 2-core AMD EPYC.
 
 Result (2026-12-04, 3 seeds, docs/results.md): with the similar source
 every preset ties, a few points above scratch at 100 labels. With a
