@@ -252,5 +252,7 @@ def load_classifier(directory: str) -> LoadedClassifier:
         ) from None
 
     model = Classifier(encoder, head, encoder_batch_stats_train=False)
-    load_flat_state(model, read_weights(directory, flat_state(model), "finetune"))
+    expected = flat_state(model)
+    weights = read_weights(directory, expected, "finetune", metadata=metadata)
+    load_flat_state(model, weights)
     return LoadedClassifier(model, scaler, metadata)

@@ -15,6 +15,7 @@ Loading is strict: the JSON keys, the format version and every weight leaf
 restored. Nothing in the load path unpickles or evaluates code.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -46,6 +47,9 @@ METADATA_KEYS = {
     "seed",
     "provenance",
 }
+# The SHA-256 of the weights, which `write_weights_dir` adds to every metadata
+# file it writes. Directories written before it existed have no such key.
+DIGEST_KEY = "weights_sha256"
 
 
 class ExportError(ValueError):
@@ -105,6 +109,20 @@ def save_encoder(
     write_weights_dir(directory, flat_state(module), METADATA_FILE, metadata)
 
 
+def weights_digest(weights: Mapping[str, Any]) -> str:
+    """Return the SHA-256 of `weights` ({"dotted.path": array}) as hex.
+
+    It covers every leaf's name, dtype, shape and bytes, in name order, so
+    weights of the same architecture from another run give another digest.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        value = np.ascontiguousarray(weights[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def write_weights_dir(
     directory: str,
     weights: Mapping[str, np.ndarray],
@@ -113,12 +131,15 @@ def write_weights_dir(
 ) -> None:
     """Write `weights/` (orbax) and a JSON metadata file, replacing `directory`.
 
-    Everything goes to a temporary sibling directory first, with the metadata
-    file last, and is then renamed into place, so an interrupted save never
-    leaves a directory that loads. In a multi-process run every process calls
-    this with the same `weights` and saves them with orbax together, process 0
-    writes the rest, and every process returns once `directory` is in place.
+    The metadata file gets the weights' digest under `DIGEST_KEY`, which ties
+    it to these weights. Everything goes to a temporary sibling directory
+    first, with the metadata file last, and is then renamed into place, so an
+    interrupted save never leaves a directory that loads. In a multi-process
+    run every process calls this with the same `weights` and saves them with
+    orbax together, process 0 writes the rest, and every process returns once
+    `directory` is in place.
     """
+    metadata = {**metadata, DIGEST_KEY: weights_digest(weights)}
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
     # orbax needs one directory that every process saves to, and mkdtemp
@@ -185,6 +206,7 @@ def read_json_metadata(
     `kind` names what the directory is ("encoder export"), `producer` the
     command that writes it, `where` which directory to pass instead, and
     `missing(directory, path)` gives the message for a missing file.
+    `DIGEST_KEY` may be there too, and is missing in older directories.
     """
     if not os.path.isdir(directory):
         found = "is a file" if os.path.exists(directory) else "does not exist"
@@ -212,9 +234,9 @@ def read_json_metadata(
             f"code reads up to version {max_version}; upgrade pretrain-jax "
             f"to a release that reads format version {version}"
         )
-    if set(metadata) != keys:
+    if set(metadata) - {DIGEST_KEY} != keys:
         missing_keys = sorted(keys - set(metadata))
-        extra = sorted(set(metadata) - keys)
+        extra = sorted(set(metadata) - keys - {DIGEST_KEY})
         raise ExportError(
             f"{path!r} has missing keys {missing_keys} and unknown keys {extra}"
         )
@@ -250,16 +272,24 @@ def load_encoder(directory: str) -> LoadedEncoder:
     except (ValueError, KeyError, TypeError) as error:
         raise ExportError(f"invalid scaling in {directory!r}: {error}") from None
 
-    restored = read_weights(directory, flat_state(module))
+    restored = read_weights(directory, flat_state(module), metadata=metadata)
     load_flat_state(module, restored)
     return LoadedEncoder(module, scaler, metadata["encoder"], metadata)
 
 
 def read_weights(
-    directory: str, expected: Mapping[str, np.ndarray], producer: str = "pretrain"
+    directory: str,
+    expected: Mapping[str, np.ndarray],
+    producer: str = "pretrain",
+    *,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Read `directory`/weights, checked leaf by leaf against `expected` (from
-    `flat_state` of the rebuilt module); errors name `producer` as the fix."""
+    `flat_state` of the rebuilt module); errors name `producer` as the fix.
+
+    Given the directory's `metadata`, the weights read must match its
+    `DIGEST_KEY` where it has one.
+    """
     weights = os.path.join(directory, WEIGHTS_DIR)
     # Only files inside the directory are read, even through a symlink.
     inside = os.path.realpath(directory) + os.sep
@@ -275,13 +305,23 @@ def read_weights(
     }
     try:
         with ocp.StandardCheckpointer() as checkpointer:
-            return checkpointer.restore(weights, abstract)
+            restored = checkpointer.restore(weights, abstract)
     except Exception as error:  # orbax and tensorstore raise many types here
         raise ExportError(
             f"the weights in {weights!r} could not be read ({type(error).__name__}: "
             f"{str(error)[:300]}); the file is corrupted or truncated, rerun "
             f"`{producer}`"
         ) from None
+
+    expected_digest = None if metadata is None else metadata.get(DIGEST_KEY)
+    if expected_digest is not None and weights_digest(restored) != expected_digest:
+        raise ExportError(
+            f"the weights in {weights!r} do not match the {DIGEST_KEY} of "
+            f"{directory!r}: they come from another run or were changed after "
+            f"it. Keep each weights directory with its own metadata file, or "
+            f"rerun `{producer}`"
+        )
+    return restored
 
 
 def _check_weight_leaves(

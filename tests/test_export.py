@@ -111,6 +111,31 @@ def test_missing_and_extra_leaves_named(export_copy, tmp_path):
     assert "layers.9.linear.kernel" in str(error.value)
 
 
+def test_weights_of_other_run_rejected(export_copy, tmp_path):
+    # Same architecture, other values: only the digest can tell them apart.
+    weights = flat_state(load_encoder(export_copy).module)
+    weights["layers.0.linear.bias"] = weights["layers.0.linear.bias"] + 1.0
+    with open(os.path.join(export_copy, "encoder.json")) as f:
+        metadata = json.load(f)
+    other = str(tmp_path / "other")
+    write_weights_dir(other, weights, "encoder.json", metadata)
+    shutil.rmtree(os.path.join(export_copy, "weights"))
+    shutil.copytree(
+        os.path.join(other, "weights"), os.path.join(export_copy, "weights")
+    )
+
+    load_encoder(other)
+    with pytest.raises(ExportError, match="do not match the weights_sha256"):
+        load_encoder(export_copy)
+
+
+def test_export_without_digest_loads(export_copy):
+    # Exports written before the digest existed have no weights_sha256.
+    edit_metadata(export_copy, lambda m: m.pop("weights_sha256"))
+    loaded = load_encoder(export_copy)
+    assert "weights_sha256" not in loaded.metadata
+
+
 def test_corrupted_weight_file(export_copy):
     data_files = []
     for root, _, files in os.walk(os.path.join(export_copy, "weights")):
