@@ -3,7 +3,8 @@
 Layout of an export directory::
 
     encoder.json   format version, encoder spec, input scaling, method,
-                   config, seed and provenance (plain JSON)
+                   config, seed, provenance and the SHA-256 of the weights
+                   (plain JSON)
     weights/       orbax checkpoint of a flat {"layers.0.linear.kernel": array}
                    dict holding every param and batch statistic
     code_stats.json  optional: per-feature mean and std of the encoder's
@@ -12,7 +13,8 @@ Layout of an export directory::
 
 Loading is strict: the JSON keys, the format version and every weight leaf
 (name, shape, dtype) are checked against the spec before anything is
-restored. Nothing in the load path unpickles or evaluates code.
+restored, and the restored weights against their SHA-256. Nothing in the
+load path unpickles or evaluates code.
 """
 
 import hashlib
