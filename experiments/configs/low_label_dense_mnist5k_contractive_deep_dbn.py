@@ -15,7 +15,8 @@ its paired differences from scratch.
 Estimate: about 70 minutes on 2 CPU cores, an upper bound that assumes
 every stage runs all its epochs. It is the per-epoch and
 per-run times of 2-epoch smoke runs (1 seed, budgets 20 and all, CPUs
-shared with other jobs) times the epochs and runs of the grid.
+shared with other jobs) times the epochs and runs of the grid. Measured: 19
+minutes on an otherwise idle 2-core AMD EPYC.
 """
 
 import ml_collections
