@@ -1,6 +1,7 @@
 """Where the RBM step's time goes: its matrix products alone, and the step
-with each PRNG implementation, as fractions of the matmul figure; then the
-softplus of the free energy, JAX's and `pretrain.numerics.softplus`.
+with each PRNG implementation, as fractions of the matmul figure; then each
+product alone, jitted and in NumPy; then the softplus of the free energy,
+JAX's and `pretrain.numerics.softplus`.
 
     python -m experiments.benchmarks.rbm_breakdown [--batch 256]
 
@@ -94,6 +95,44 @@ def softplus_seconds(fn, batch: int) -> tuple[float, float]:
     )
 
 
+def product_seconds(product, left: np.ndarray, right: np.ndarray) -> tuple:
+    """Median seconds of `product(left, right)` jitted on the device and in NumPy."""
+    jitted = jax.jit(product)
+    on_device = jax.device_put((left, right))
+    xla = median_seconds(lambda: jitted(*on_device).block_until_ready())
+    return xla, median_seconds(lambda: product(left, right))
+
+
+def single_products(batch: int) -> list[tuple[str, int, float, float]]:
+    """Time each of the step's three products alone, jitted and in NumPy.
+
+    Returns (name, FLOPs, XLA seconds, NumPy seconds) per product, medians.
+    The gradient product contracts over the stacked batch rows, which XLA
+    runs through another kernel than the two forward products.
+    """
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(VISIBLE, HIDDEN)).astype(np.float32)
+    both = rng.uniform(size=(2 * batch, VISIBLE)).astype(np.float32)
+    hidden = rng.uniform(size=(2 * batch, HIDDEN)).astype(np.float32)
+    stacked_flops = 2 * (2 * batch) * VISIBLE * HIDDEN
+    cases = (
+        ("hidden inputs [2B, V] x [V, H]", lambda a, b: a @ b, both, kernel, 1),
+        (
+            "reconstruction [B, H] x [H, V]",
+            lambda a, b: a @ b.T,
+            hidden[:batch],
+            kernel,
+            0.5,
+        ),
+        ("gradient [2B, V]^T x [2B, H]", lambda a, b: a.T @ b, both, hidden, 1),
+    )
+    results = []
+    for name, product, left, right, share in cases:
+        xla, numpy = product_seconds(product, left, right)
+        results.append((name, int(share * stacked_flops), xla, numpy))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
@@ -114,6 +153,14 @@ def main() -> None:
         print(
             f"  {name}: {seconds / STEPS * 1e3:.2f} ms/step, "
             f"{achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul"
+        )
+
+    print(f"each product alone at batch {args.batch}, median of {REPEATS} calls:")
+    peak = matmul_flops() / matmul_seconds(repeats=10)[0]
+    for name, flops, xla, numpy in single_products(args.batch):
+        print(
+            f"  {name}: XLA {xla * 1e3:.3f} ms = {flops / xla / peak:.0%} of the "
+            f"matmul, NumPy {numpy * 1e3:.3f} ms = {flops / numpy / peak:.0%}"
         )
 
     print(f"softplus over [{2 * args.batch}, {HIDDEN}], value and value+gradient:")
