@@ -64,7 +64,7 @@ def add_flag_values(overrides: dict[str, object], flags: dict[str, object]) -> N
         if key in overrides and str(overrides[key]) != str(value):
             raise ConfigError(
                 f"--{key} {value!r} and --config.{key}={overrides[key]!r} "
-                f"disagree; give only one of them"
+                "disagree. Give only one of them, or the same value in both"
             )
         overrides[key] = value
 

@@ -720,5 +720,5 @@ def test_flag_values_join_overrides():
     overrides = {"labels": 100}
     add_flag_values(overrides, {"labels": "100"})
     assert overrides["labels"] == "100"
-    with pytest.raises(ConfigError, match="give only one of them"):
+    with pytest.raises(ConfigError, match="Give only one of them"):
         add_flag_values({"dataset": "mnist5k"}, {"dataset": "digits"})
