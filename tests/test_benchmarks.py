@@ -1,5 +1,8 @@
 """Smoke tests of the benchmark code that the figures depend on; no timings."""
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 from flax import nnx
 
 from experiments.benchmarks import __main__ as benchmarks_main
+from experiments.benchmarks import pinned
 from experiments.benchmarks.compilation import recording
 from experiments.benchmarks.peers import NumpyDenoisingAE
 from pretrain.autoencoder import AutoencoderLayer, autoencoder_config, layer_loss_fn
@@ -75,3 +79,23 @@ def test_recording_counts_one_trace():
 def test_main_rejects_unknown_section():
     with pytest.raises(SystemExit):
         benchmarks_main.main(["--only", "nonexistent"])
+
+
+@pytest.mark.parametrize("case", ["conv", "dense"])
+def test_pinned_worker_prints_rate(case, capsys):
+    # The worker pins itself to the cores it already has, so only the timing
+    # path and its JSON line are under test here.
+    pinned.worker(case, steps=2, epochs=1, cores=os.sched_getaffinity(0))
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    rate = json.loads(line)["steps_per_second"]
+    assert np.isfinite(rate)
+    assert rate > 0
+
+
+def test_pinned_conv_matches_grid_encoder():
+    trainer, data = pinned.build_trainer("conv", steps=1)
+    encoder = trainer.model().encoder
+    assert [layer.features for layer in encoder.layers] == [32, 64, 128]
+    assert [layer.kernel_size for layer in encoder.layers] == [5, 5, 5]
+    assert data["x"].shape == (pinned.BATCH, 28, 28, 1)
+    assert not trainer.scan
