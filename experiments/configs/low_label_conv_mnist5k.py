@@ -8,9 +8,9 @@ Command::
 The same stacked denoising convolutional autoencoder, fine-tuning settings
 and learning-rate search as `low_label_conv`, on mnist5k's 28x28 images,
 over 5 seeds. `full` is left out. Budget 500 is the experiment
-`low_label_conv_mnist5k_500`, and all labels is left out, because on 2 CPU
-cores a fine-tuning cell with its three-rate search takes about a second
-per label on these images. The runs took 62 minutes in all
+`low_label_conv_mnist5k_500` and all labels `low_label_conv_mnist5k_all`,
+because on 2 CPU cores a fine-tuning cell with its three-rate search takes
+about a second per label on these images. The runs took 62 minutes in all
 on 2 CPU cores shared with other jobs.
 
 Result (2026-12-04): at 50 and 100 labels `gradual` beats scratch by 0.25

@@ -7,10 +7,8 @@ Command::
 The same encoder, strategies, baselines and 5 seeds as
 `low_label_conv_mnist5k`, at the one budget of 500 labels, which would take
 that experiment past 90 minutes on 2 CPU cores. Its runs took 81 minutes
-on 2 CPU cores shared with other jobs. All labels (3,333) stays out:
-scaled from these cells, a `gradual` cell there would take about 50
-minutes and a scratch cell about 35, so about 1.5 hours per seed
-(estimates).
+on 2 CPU cores shared with other jobs. All labels (3,333) is the
+experiment `low_label_conv_mnist5k_all`, with fewer epochs.
 
 Result (2026-12-04): scratch is best (0.946), ahead of `gradual` by 0.018
 (p = 0.007); both beat logistic regression on pixels (0.856).
