@@ -1,5 +1,6 @@
 """Smoke tests of the benchmark code that the figures depend on; no timings."""
 
+import io
 import json
 import os
 
@@ -82,12 +83,14 @@ def test_main_rejects_unknown_section():
 
 
 @pytest.mark.parametrize("case", ["conv", "dense"])
-def test_pinned_worker_prints_rate(case, capsys):
-    # The worker pins itself to the cores it already has, so only the timing
-    # path and its JSON line are under test here.
-    pinned.worker(case, steps=2, epochs=1, cores=os.sched_getaffinity(0))
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    rate = json.loads(line)["steps_per_second"]
+def test_pinned_worker_prints_rate(case, capsys, monkeypatch):
+    # The worker pins itself to the cores it already has, and the "go" line
+    # that the parent process would send comes from a fake stdin.
+    monkeypatch.setattr("sys.stdin", io.StringIO("go\n"))
+    pinned.worker(case, steps=2, seconds=0.0, cores=os.sched_getaffinity(0))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "ready"
+    rate = json.loads(lines[-1])["steps_per_second"]
     assert np.isfinite(rate)
     assert rate > 0
 

@@ -1,7 +1,7 @@
 """Throughput of a grid's fine-tuning steps: one process on every core
 against one process pinned to each core, all running at once.
 
-    python -m experiments.benchmarks.pinned [--case conv|dense] [--steps 60]
+    python -m experiments.benchmarks.pinned [--case conv|dense] [--seconds 10]
 
 Each case trains the network of a fine-tuning cell from scratch at batch 32,
 as `finetune` does. Conv runs one compiled step per batch, as `experiments
@@ -9,8 +9,9 @@ low_label_conv_mnist5k` does, and dense one `lax.scan` per epoch. `conv` is
 that experiment's encoder (stages of 32, 64 and 128 channels, kernel 5,
 batch norm, max pooling) on 28x28 images. `dense` is the (512, 256) ReLU
 encoder of `experiments low_label_dense` on 784 inputs. A worker process
-times `--epochs` epochs of `--steps` steps after one compiling epoch and
-prints its median steps per second. The script runs one worker on all cores,
+compiles with one epoch of `--steps` steps, waits until every worker of its
+layout has compiled, then runs epochs for at least `--seconds` and prints
+its steps per second. The script runs one worker on all cores,
 then one worker per core at the same time, and prints the summed steps per
 second of each layout.
 
@@ -23,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 BATCH = 32
 CLASSES = 10
@@ -72,17 +74,36 @@ def build_trainer(case: str, steps: int):
     return trainer, data
 
 
-def worker(case: str, steps: int, epochs: int, cores: set[int]) -> None:
-    """Time the case in this process, pinned to `cores`, and print one JSON
-    line."""
+def worker(case: str, steps: int, seconds: float, cores: set[int]) -> None:
+    """Time the case in this process, pinned to `cores`, and print its steps
+    per second as one JSON line.
+
+    After the compiling epoch the worker prints "ready" and waits for a line
+    on stdin, so that workers started together also time together.
+    """
     # Pinning comes before JAX starts its threads, and threads inherit the
     # affinity of the thread that starts them.
     os.sched_setaffinity(0, cores)
-    from experiments.benchmarks.common import epoch_seconds
+    import jax
+    import jax.numpy as jnp
 
     trainer, data = build_trainer(case, steps)
-    wall, _ = epoch_seconds(trainer, data, epochs)
-    print(json.dumps({"steps_per_second": steps / wall}))
+    if trainer.scan:
+        data = jax.device_put({key: jnp.asarray(value) for key, value in data.items()})
+    trainer.run_epoch(data)
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+    # run_epoch ends in a device_get of the metrics, so each epoch is finished
+    # when it returns.
+    start, epochs = time.perf_counter(), 0
+    while True:
+        trainer.run_epoch(data)
+        epochs += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
+    print(json.dumps({"steps_per_second": epochs * steps / elapsed}), flush=True)
 
 
 def start_worker(args, cores: set[int]) -> subprocess.Popen:
@@ -93,33 +114,53 @@ def start_worker(args, cores: set[int]) -> subprocess.Popen:
         "--worker",
         f"--case={args.case}",
         f"--steps={args.steps}",
-        f"--epochs={args.epochs}",
+        f"--seconds={args.seconds}",
         f"--cores={','.join(map(str, sorted(cores)))}",
     ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
 
-def steps_per_second(process: subprocess.Popen) -> float:
-    out, _ = process.communicate()
-    if process.returncode != 0:
+def read_line(process: subprocess.Popen) -> str:
+    line = process.stdout.readline()
+    if not line:
+        process.wait()
         raise RuntimeError(
             f"benchmark worker failed with exit status {process.returncode}; "
             "its traceback is printed above"
         )
-    return json.loads(out.strip().splitlines()[-1])["steps_per_second"]
+    return line.strip()
+
+
+def run_workers(args, core_sets: list[set[int]]) -> list[float]:
+    """Start one worker per core set, start their timing together once all
+    have compiled, and return each worker's steps per second."""
+    workers = [start_worker(args, cores) for cores in core_sets]
+    for process in workers:
+        read_line(process)  # "ready"
+    for process in workers:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    rates = [json.loads(read_line(process))["steps_per_second"] for process in workers]
+    for process in workers:
+        process.wait()
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", choices=("conv", "dense"), default="conv")
     parser.add_argument("--steps", type=int, default=60, help="steps per epoch")
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="timed seconds per worker"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cores", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         cores = {int(core) for core in args.cores.split(",")}
-        worker(args.case, args.steps, args.epochs, cores)
+        worker(args.case, args.steps, args.seconds, cores)
         return
 
     from experiments.benchmarks.common import machine_lines
@@ -128,11 +169,10 @@ def main() -> None:
     print("\n".join(machine_lines()))
     print(f"case {args.case}, batch {BATCH}, {args.steps} steps per epoch")
 
-    one = steps_per_second(start_worker(args, set(cores)))
+    (one,) = run_workers(args, [set(cores)])
     print(f"1 process on cores {cores}: {one:.1f} steps/s")
 
-    workers = [start_worker(args, {core}) for core in cores]
-    each = [steps_per_second(w) for w in workers]
+    each = run_workers(args, [{core} for core in cores])
     total = sum(each)
     rates = ", ".join(f"{rate:.1f}" for rate in each)
     print(f"{len(cores)} processes, one per core: {total:.1f} steps/s ({rates})")

@@ -10,17 +10,17 @@ Command, as two shards, each pinned to one of 2 CPU cores, then merged::
     experiments merge runs/conv_all runs/conv_all_0 runs/conv_all_1
 
 The same encoder, strategies, baselines, learning-rate search and 5 seeds as
-`low_label_conv_mnist5k`. With all labels an epoch is 104 steps of 32
+`low_label_conv_mnist5k`. With all labels an epoch is 105 steps of 32
 examples, against 16 at 500 labels. So every stage here gets a third of the
 default epochs (20 for the head, 10 per unfreezing stage, 50 for scratch)
 and a patience of 5, which still gives about twice the steps of the
 500-label cells. The two shards took 41 and 48 minutes, run at the same time
 on an otherwise idle 2-core machine.
 
-Two processes pinned to one core each ran this grid's conv step 1.3 to 1.5
+Two processes pinned to one core each ran this grid's conv step 1.35 to 1.42
 times faster in all than one process on both cores did (`python -m
 experiments.benchmarks.pinned`). So one plain run of the whole grid would
-take about 60 to 70 minutes there (an estimate from those ratios, not a
+take about 60 to 65 minutes there (an estimate from those ratios, not a
 run). "Running a grid on a CPU machine" on docs/guide.md gives the figures.
 
 Result (2026-12-04): scratch is best (0.978); `gradual` is 0.006 behind
