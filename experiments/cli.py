@@ -49,6 +49,11 @@ def build_merge_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "shard_dirs", nargs="+", help="the --workdir of each shard", metavar="SHARD_DIR"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace merged results of another experiment config in OUT_DIR",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -60,7 +65,7 @@ def merge_main(argv: list[str]) -> int:
     def body():
         from experiments.merge import merge_shards
 
-        merge_shards(args.out_dir, args.shard_dirs)
+        merge_shards(args.out_dir, args.shard_dirs, overwrite=args.overwrite)
         with open(f"{args.out_dir}/results.md") as f:
             print(f.read(), end="")
 

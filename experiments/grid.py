@@ -35,7 +35,7 @@ from experiments.plan import (
     build_plan,
     shard_cells,
 )
-from experiments.results import normalise_row, write_csv
+from experiments.results import GRID_FILE, normalise_row, remove_report, write_csv
 from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 TIMING_FILE = "timing.json"
 PROBE_FILE = "probe.json"
-GRID_FILE = "grid.json"
 
 
 def experiment_names() -> list[str]:
@@ -365,6 +364,10 @@ def run_grid(
         {"experiment": name, "shard": list(shard), "cells": len(cells)},
     )
     write_provenance(workdir, provenance(), resumed=resumed)
+    # results.csv is written only at the end, so one left by an earlier run
+    # (of this or of another config, with --overwrite) would outlive an
+    # interrupted rerun, and `experiments merge` would read it as current.
+    remove_report(workdir)
 
     runner = GridRunner(experiment)
     rows = []

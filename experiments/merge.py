@@ -5,11 +5,19 @@ import logging
 import os
 
 from experiments.report import report_title, write_report
-from experiments.results import read_csv, row_key, write_csv
+from experiments.results import (
+    GRID_FILE,
+    REPORT_FILES,
+    read_csv,
+    row_key,
+    write_csv,
+)
 from pretrain.config import ConfigError
 from pretrain.workdir import check_workdir, write_json
 
 logger = logging.getLogger(__name__)
+
+MERGED_FILE = "merged.json"
 
 
 def _read_json(path: str) -> dict:
@@ -72,6 +80,45 @@ def _check_shards(shard_dirs: list[str], grids: list[dict]) -> str:
     )
 
 
+def _check_out_dir(out_dir: str, shard_dirs: list[str], config: dict, overwrite: bool):
+    """Raise unless writing the merged results to `out_dir` replaces only an
+    earlier merge of the same experiment config (or anything, with
+    `overwrite`)."""
+    real = os.path.realpath(out_dir)
+    for shard_dir in shard_dirs:
+        if os.path.realpath(shard_dir) == real:
+            raise ConfigError(
+                f"output directory {out_dir!r} is also a shard directory; "
+                "give the merged results a directory of their own"
+            )
+    if os.path.isfile(os.path.join(out_dir, GRID_FILE)):
+        raise ConfigError(
+            f"output directory {out_dir!r} contains the run of a grid "
+            f"({GRID_FILE}); give the merged results a directory of their own"
+        )
+    if overwrite:
+        return
+    merged = os.path.join(out_dir, MERGED_FILE)
+    if os.path.isfile(merged):
+        earlier = _read_json(os.path.join(out_dir, "config.json"))
+        if earlier != config:
+            raise ConfigError(
+                f"output directory {out_dir!r} contains merged results of "
+                "another experiment config; pass --overwrite to replace them "
+                "or choose another directory"
+            )
+        return
+    found = [
+        name for name in REPORT_FILES if os.path.exists(os.path.join(out_dir, name))
+    ]
+    if found:
+        raise ConfigError(
+            f"output directory {out_dir!r} already contains {found} that no "
+            "merge wrote; pass --overwrite to replace them or choose another "
+            "directory"
+        )
+
+
 def _in_grid_order(rows: list[dict], config: dict) -> list[dict]:
     """Sort rows by seed, then strategies in config order before baselines,
     which is the order of an unsharded run, so results.md lists the methods
@@ -86,12 +133,15 @@ def _in_grid_order(rows: list[dict], config: dict) -> list[dict]:
     return sorted(rows, key=key)
 
 
-def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
+def merge_shards(
+    out_dir: str, shard_dirs: list[str], *, overwrite: bool = False
+) -> list[dict]:
     """Merge shard results into `out_dir` (results.csv, results.md, plot).
 
-    Raises ConfigError when the shards ran different experiment configs or
+    Raises ConfigError when the shards ran different experiment configs,
     when two shards contain a row for the same (dataset, method, budget,
-    seed).
+    seed), or when `out_dir` is a shard or grid workdir or, unless
+    `overwrite`, contains results of another config.
     """
     if not shard_dirs:
         raise ConfigError("merge needs at least one shard directory")
@@ -99,6 +149,7 @@ def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
     configs = [_read_json(os.path.join(d, "config.json")) for d in shard_dirs]
     grids = [_read_json(os.path.join(d, "grid.json")) for d in shard_dirs]
     _check_same_config(shard_dirs, configs)
+    _check_out_dir(out_dir, shard_dirs, configs[0], overwrite)
     incomplete = _check_shards(shard_dirs, grids)
 
     rows, origin = [], {}
@@ -118,7 +169,7 @@ def merge_shards(out_dir: str, shard_dirs: list[str]) -> list[dict]:
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), configs[0])
     write_json(
-        os.path.join(out_dir, "merged.json"),
+        os.path.join(out_dir, MERGED_FILE),
         {"shards": [os.path.abspath(d) for d in shard_dirs]},
     )
     write_csv(os.path.join(out_dir, "results.csv"), rows)

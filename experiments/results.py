@@ -104,3 +104,25 @@ def _parse_row(row: dict) -> dict:
         if column in row:
             parsed[column] = float(row[column]) if row[column] != "" else None
     return parsed
+
+
+# The shard and experiment of a grid run, in its workdir.
+GRID_FILE = "grid.json"
+
+# results.csv and every file that `experiments.report.write_report` may write.
+REPORT_FILES = (
+    "results.csv",
+    "results.md",
+    "accuracy_vs_labels.png",
+    "transfer_chart.png",
+    "accuracy_vs_pretrain_epochs.png",
+)
+
+
+def remove_report(workdir: str) -> None:
+    """Delete the results of an earlier run in `workdir`, so that a run that
+    stops before it writes new ones leaves none that look current."""
+    for name in REPORT_FILES:
+        path = os.path.join(workdir, name)
+        if os.path.isfile(path):
+            os.remove(path)

@@ -501,3 +501,70 @@ def test_grid_records_rbm_generator_of_run(data_dir, tmp_path, monkeypatch):
     runs = [cell.pretrain for cell in plan.cells if hasattr(cell, "strategy")]
     assert runs
     assert all(run.config.rng_impl == "threefry2x32" for run in runs)
+
+
+def test_merge_rejects_shard_as_output(tmp_path):
+    first = fake_shard(tmp_path / "a", 0, 2, [fake_row("ae", 0)])
+    second = fake_shard(tmp_path / "b", 1, 2, [fake_row("ae", 1)])
+    with pytest.raises(ConfigError, match="also a shard directory"):
+        merge_shards(first, [first, second])
+    assert len(read_csv(os.path.join(first, "results.csv"))) == 1
+
+
+def test_merge_rejects_grid_workdir_output(tmp_path):
+    first = fake_shard(tmp_path / "a", 0, 2, [fake_row("ae", 0)])
+    other = fake_shard(tmp_path / "other", 0, 1, [fake_row("dae", 0)])
+    with pytest.raises(ConfigError, match="contains the run of a grid"):
+        merge_shards(other, [first])
+    assert len(read_csv(os.path.join(other, "results.csv"))) == 1
+
+
+def test_merge_replaces_own_merge_only(tmp_path, capsys):
+    first = fake_shard(tmp_path / "a", 0, 2, [fake_row("ae", 0)])
+    second = fake_shard(tmp_path / "b", 1, 2, [fake_row("ae", 1)])
+    other = fake_shard(
+        tmp_path / "c", 0, 1, [fake_row("dae", 0)], config={"budgets": ["50"]}
+    )
+    out = str(tmp_path / "out")
+    merge_shards(out, [first])
+
+    # The same config again, now with both shards, replaces the first merge.
+    assert len(merge_shards(out, [first, second])) == 2
+    with pytest.raises(ConfigError, match="another experiment config"):
+        merge_shards(out, [other])
+    assert len(read_csv(os.path.join(out, "results.csv"))) == 2
+    assert experiments_main(["merge", out, other]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert experiments_main(["merge", "--overwrite", out, other]) == 0
+    assert read_csv(os.path.join(out, "results.csv"))[0]["method"] == "dae"
+
+
+def test_merge_rejects_unmerged_results(tmp_path):
+    first = fake_shard(tmp_path / "a", 0, 1, [fake_row("ae", 0)])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.md").write_text("notes of my own\n")
+    with pytest.raises(ConfigError, match="results.md"):
+        merge_shards(str(out), [first])
+    assert (out / "results.md").read_text() == "notes of my own\n"
+
+
+def test_interrupted_rerun_leaves_no_results(finished, monkeypatch):
+    workdir, rows = finished
+    assert os.path.isfile(os.path.join(workdir, "results.csv"))
+
+    def interrupt(self, cell):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(grid.GridRunner, "run_cell", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(tiny_experiment(), workdir)
+    # An earlier results.csv would outlive the rerun and pass as its result.
+    assert not os.path.exists(os.path.join(workdir, "results.csv"))
+
+    # A finished rerun reuses every cell and writes the same results again,
+    # which leaves the shared grid as the other tests expect it.
+    monkeypatch.undo()
+    again = run_grid(tiny_experiment(), workdir)
+    assert comparable(again) == comparable(rows)
+    assert os.path.isfile(os.path.join(workdir, "results.csv"))
