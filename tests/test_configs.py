@@ -6,13 +6,14 @@ import os
 import ml_collections
 import pytest
 
+from experiments.configs import quick
 from experiments.grid import (
     check_experiment,
     experiment_names,
     load_experiment,
     run_grid,
 )
-from experiments.plan import FinetuneCell, build_plan
+from experiments.plan import BaselineCell, FinetuneCell, build_plan
 from pretrain.config import ConfigError
 
 
@@ -143,3 +144,14 @@ def test_grid_pretrains_other_dataset(data_dir, tmp_path):
     assert rows[0]["dataset"] == "digits"
     assert rows[0]["pretrain_run"] == run_dir
     assert not os.path.exists(os.path.join(str(tmp_path), "pretrain", "digits"))
+
+
+def test_quick_baselines_take_names(data_dir):
+    # A config file built on `quick` may name baselines where quick has True.
+    experiment = quick.get_config()
+    experiment.baselines = ("logreg_pixels",)
+    plan = build_plan(experiment, os.path.abspath("."))
+    cells = [cell for cell in plan.cells if isinstance(cell, BaselineCell)]
+    assert cells
+    for cell in cells:
+        assert cell.names == ("logreg_pixels",)
