@@ -258,6 +258,7 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colors = {m: cycle[i % len(cycle)] for i, m in enumerate(_methods(rows))}
     for ax, dataset in zip(axes[0], datasets, strict=True):
+        counts = set()
         for method in _methods(_of_dataset(rows, dataset)):
             points = sorted(
                 (stats["labels"], stats["mean"], stats["ci95"] or 0.0)
@@ -265,6 +266,7 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
                 if (d, m) == (dataset, method)
             )
             x, mean, error = (np.asarray(v) for v in zip(*points, strict=True))
+            counts.update(int(n) for n in x)
             ax.errorbar(
                 x,
                 mean,
@@ -275,6 +277,10 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
                 color=colors[method],
             )
         ax.set_xscale("log")
+        # Tick the label counts themselves: over a narrow range the log axis
+        # would otherwise label 5x10^1, 6x10^1 and so on.
+        ax.set_xticks(sorted(counts), [str(n) for n in sorted(counts)])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("training labels")
         ax.set_ylabel("test accuracy (mean, 95% t interval over seeds)")
         ax.set_title(dataset or title)
