@@ -257,6 +257,10 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
     # One colour per method across all panels, so a line is easy to follow.
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colors = {m: cycle[i % len(cycle)] for i, m in enumerate(_methods(rows))}
+    # Past the colour cycle's length, lines repeat colours in another style.
+    styles = {
+        m: ("-", "--", ":")[(i // len(cycle)) % 3] for i, m in enumerate(_methods(rows))
+    }
     for ax, dataset in zip(axes[0], datasets, strict=True):
         counts = set()
         for method in _methods(_of_dataset(rows, dataset)):
@@ -275,6 +279,7 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
                 capsize=3,
                 label=method,
                 color=colors[method],
+                linestyle=styles[method],
             )
         ax.set_xscale("log")
         # Tick the label counts themselves: over a narrow range the log axis
@@ -285,7 +290,8 @@ def plot_accuracy(rows: list[dict], path: str, title: str) -> None:
         ax.set_ylabel("test accuracy (mean, 95% t interval over seeds)")
         ax.set_title(dataset or title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        # Outside the axes, so that a legend of many methods hides no line.
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     if len(datasets) > 1:
         fig.suptitle(title)
     tmp = path + ".tmp.png"
