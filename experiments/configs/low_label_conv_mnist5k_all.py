@@ -15,7 +15,8 @@ examples, against 16 at 500 labels. So every stage here gets a third of the
 default epochs (20 for the head, 10 per unfreezing stage, 50 for scratch)
 and a patience of 5, which still gives about twice the steps of the
 500-label cells. The two shards took 41 and 48 minutes, run at the same time
-on an otherwise idle 2-core machine.
+on a 2-core machine that ran nothing else but two test runs of under a
+minute.
 
 Two processes pinned to one core each ran this grid's conv step 1.35 to 1.42
 times faster in all than one process on both cores did (`python -m
