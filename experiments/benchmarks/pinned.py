@@ -172,9 +172,9 @@ def main() -> None:
     (one,) = run_workers(args, [set(cores)])
     print(f"1 process on cores {cores}: {one:.1f} steps/s")
 
-    each = run_workers(args, [{core} for core in cores])
-    total = sum(each)
-    rates = ", ".join(f"{rate:.1f}" for rate in each)
+    worker_rates = run_workers(args, [{core} for core in cores])
+    total = sum(worker_rates)
+    rates = ", ".join(f"{rate:.1f}" for rate in worker_rates)
     print(f"{len(cores)} processes, one per core: {total:.1f} steps/s ({rates})")
     print(f"ratio, pinned processes over one process: {total / one:.2f}x")
 
