@@ -98,9 +98,10 @@ def _check_out_dir(out_dir: str, shard_dirs: list[str], config: dict, overwrite:
         )
     if overwrite:
         return
-    merged = os.path.join(out_dir, MERGED_FILE)
-    if os.path.isfile(merged):
-        earlier = _read_json(os.path.join(out_dir, "config.json"))
+    if os.path.isfile(os.path.join(out_dir, MERGED_FILE)):
+        # A merge missing its config.json counts as one of another config.
+        earlier_path = os.path.join(out_dir, "config.json")
+        earlier = _read_json(earlier_path) if os.path.isfile(earlier_path) else None
         if earlier != config:
             raise ConfigError(
                 f"output directory {out_dir!r} contains merged results of "
@@ -147,7 +148,7 @@ def merge_shards(
         raise ConfigError("merge needs at least one shard directory")
     out_dir = check_workdir(out_dir)
     configs = [_read_json(os.path.join(d, "config.json")) for d in shard_dirs]
-    grids = [_read_json(os.path.join(d, "grid.json")) for d in shard_dirs]
+    grids = [_read_json(os.path.join(d, GRID_FILE)) for d in shard_dirs]
     _check_same_config(shard_dirs, configs)
     _check_out_dir(out_dir, shard_dirs, configs[0], overwrite)
     incomplete = _check_shards(shard_dirs, grids)

@@ -568,3 +568,12 @@ def test_interrupted_rerun_leaves_no_results(finished, monkeypatch):
     again = run_grid(tiny_experiment(), workdir)
     assert comparable(again) == comparable(rows)
     assert os.path.isfile(os.path.join(workdir, "results.csv"))
+
+
+def test_merge_rejects_merge_without_config(tmp_path):
+    first = fake_shard(tmp_path / "a", 0, 1, [fake_row("ae", 0)])
+    out = tmp_path / "out"
+    merge_shards(str(out), [first])
+    os.remove(out / "config.json")
+    with pytest.raises(ConfigError, match="another experiment config"):
+        merge_shards(str(out), [first])
