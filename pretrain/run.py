@@ -10,7 +10,12 @@ import numpy as np
 from pretrain import config as config_lib
 from pretrain import pictures
 from pretrain.checkpoint import checkpoint_root
-from pretrain.code_stats import code_statistics, encode, save_code_stats
+from pretrain.code_stats import (
+    code_statistics,
+    collapse_message,
+    encode,
+    save_code_stats,
+)
 from pretrain.config import ConfigError
 from pretrain.data import EMBEDDED_DATASETS, DatasetError, fit_scaler
 from pretrain.data.loading import load_dataset_process_0_first
@@ -237,6 +242,9 @@ def _save_code_stats(module, test_x, dataset, export_dir: str) -> None:
     # --preset auto` compares the target data with them.
     stats = code_statistics(encode(module, test_x))
     save_code_stats(export_dir, stats, dataset=dataset.name, split="test")
+    message = collapse_message(stats)
+    if message and is_primary():
+        logger.warning("%s: %s", export_dir, message)
 
 
 def _save_pictures(trained, input_shape, workdir: str) -> None:

@@ -16,6 +16,7 @@ from pretrain import config as config_lib
 from pretrain.code_stats import (
     CODE_STATS_FILE,
     code_statistics,
+    collapse_message,
     encode,
     read_code_stats,
     save_code_stats,
@@ -228,6 +229,36 @@ def test_code_stats_match_test_codes(tiny_export, data_dir):
     assert stored["dataset"] == "digits"
     np.testing.assert_allclose(stored["mean"], codes.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(stored["std"], codes.std(axis=0), rtol=1e-5)
+
+
+def test_trained_encoder_not_called_collapsed(tiny_export):
+    assert collapse_message(read_code_stats(tiny_export)) is None
+
+
+def test_nearly_constant_codes_called_collapsed():
+    rng = np.random.default_rng(0)
+    codes = 0.3 + 1e-6 * rng.standard_normal((100, 8))
+    message = collapse_message(code_statistics(codes))
+    assert "nearly constant" in message
+    assert "contractive_weight" in message
+
+
+def test_pretrain_warns_of_collapsed_codes(data_dir, tmp_path, caplog):
+    # A contraction 1000 times the default at a high rate flattens every code.
+    config = config_lib.build_config(
+        lambda: pretrain_defaults("contractive_ae"),
+        overrides={
+            "hidden": (12,),
+            "epochs": 2,
+            "contractive_weight": 100.0,
+            "learning_rate": 0.3,
+            "data_dir": data_dir,
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="pretrain.run"):
+        export_dir = pretrain_run("contractive_ae", config, str(tmp_path / "run"))
+    assert "nearly constant" in caplog.text
+    assert collapse_message(read_code_stats(export_dir)) is not None
 
 
 def test_export_without_stats_loads(export_without_stats):
