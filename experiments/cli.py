@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="experiments",
         description="Run a named experiment grid, or one shard of it, and write "
-        "results.csv, results.md and a plot. `experiments merge OUT_DIR "
-        "SHARD_DIR...` combines the results of shards.",
+        "results.csv, results.md and a plot. A suite (low_label) runs its parts' "
+        "grids one after another. `experiments merge OUT_DIR SHARD_DIR...` "
+        "combines the results of shards.",
     )
     parser.add_argument("name", help=f"one of {experiment_names()}")
     add_common_arguments(parser)
@@ -64,7 +65,11 @@ def merge_main(argv: list[str]) -> int:
 
     def body():
         from experiments.merge import merge_shards
+        from experiments.suite import merge_suite, read_suite
 
+        if any(read_suite(d) for d in args.shard_dirs):
+            print(merge_suite(args.out_dir, args.shard_dirs, overwrite=args.overwrite))
+            return
         merge_shards(args.out_dir, args.shard_dirs, overwrite=args.overwrite)
         with open(f"{args.out_dir}/results.md") as f:
             print(f.read(), end="")
@@ -129,12 +134,26 @@ def main(argv: list[str] | None = None) -> int:
     def body():
         if initialize_distributed(args.distributed):
             reject_multiple_processes()
-        from experiments.grid import load_experiment, run_grid
+        from experiments.grid import experiment_names, load_experiment, run_grid
         from experiments.plan import parse_shard
         from experiments.report import report_title, write_report
         from experiments.strategies import experiment_datasets
+        from experiments.suite import run_suite, suite_parts
 
         shard = parse_shard(args.shard)
+        if args.name in experiment_names() and suite_parts(args.name):
+            print(
+                run_suite(
+                    args.name,
+                    args.workdir,
+                    file=args.config,
+                    overrides=split_overrides(extra),
+                    shard=shard,
+                    progress=not args.quiet,
+                ),
+                end="",
+            )
+            return
         config = config_lib.build_config(
             lambda: load_experiment(args.name),
             file=args.config,

@@ -75,6 +75,11 @@ def load_experiment(name: str) -> ml_collections.ConfigDict:
     if name not in names:
         raise ConfigError(f"unknown experiment {name!r}; known experiments: {names}")
     module = importlib.import_module(f"experiments.configs.{name}")
+    if not hasattr(module, "get_config"):
+        raise ConfigError(
+            f"experiment {name!r} is a suite of the experiments {module.PARTS}; "
+            "run it with `experiments`, or pass one of its parts"
+        )
     config = module.get_config()
     if "datasets" not in config:
         config.datasets = ()
@@ -336,6 +341,22 @@ def _check_same_shard(workdir: str, name: str, shard: tuple[int, int]) -> None:
         )
 
 
+def check_grid(
+    experiment: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    name: str = "",
+) -> list:
+    """Check every run of `shard` against the config and the runs already in
+    `workdir`, writing nothing; return the shard's cells."""
+    plan = build_plan(experiment, workdir)
+    cells = shard_cells(plan, shard)
+    _check_same_shard(workdir, name, shard)
+    _check_reusable(cells)
+    return cells
+
+
 def run_grid(
     experiment: ml_collections.ConfigDict,
     workdir: str,
@@ -350,10 +371,7 @@ def run_grid(
     per (dataset, strategy, budget, seed). Returns the rows of results.csv.
     """
     workdir = check_workdir(workdir)
-    plan = build_plan(experiment, workdir)
-    cells = shard_cells(plan, shard)
-    _check_same_shard(workdir, name, shard)
-    _check_reusable(cells)
+    cells = check_grid(experiment, workdir, shard=shard, name=name)
 
     # A grid rerun on its workdir reuses the finished cells, so it resumes.
     resumed = os.path.isfile(os.path.join(workdir, "config.json"))

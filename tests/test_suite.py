@@ -1,0 +1,145 @@
+"""Suites of experiment grids: parts, combined results, shards and checks."""
+
+import csv
+import os
+
+import ml_collections
+import pytest
+
+from experiments.cli import main as experiments_main
+from experiments.configs import low_label
+from experiments.grid import experiment_names, load_experiment
+from experiments.results import read_csv
+from experiments.suite import merge_suite, run_parts, suite_parts
+from pretrain.config import ConfigError
+
+
+def tiny_part(strategies: dict) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.dataset = "digits"
+    config.datasets = ()
+    config.budgets = ("20",)
+    config.seeds = (0, 1)
+    config.strategies = ml_collections.ConfigDict(strategies)
+    config.pretrain = ml_collections.ConfigDict(
+        {"hidden": (8,), "epochs": 1, "batch_size": 64}
+    )
+    config.finetune = ml_collections.ConfigDict(
+        {"lr_search": (1.0,), "epochs_head": 1, "epochs_finetune": 1}
+    )
+    config.baselines = ("logreg_pixels",)
+    return config
+
+
+def tiny_parts() -> dict:
+    return {
+        "part_ae": tiny_part({"scratch": ("", "scratch"), "ae": ("ae", "gradual")}),
+        "part_dae": tiny_part(
+            {"scratch": ("", "scratch"), "dae": ("dae", "linear_probe")}
+        ),
+    }
+
+
+def read_rows(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def stable(rows: list[dict]) -> list[tuple]:
+    """The rows' part, key and accuracies, without paths and wall times."""
+    return sorted(
+        (r["experiment"], r["method"], r["seed"], r["test_accuracy"]) for r in rows
+    )
+
+
+@pytest.fixture(scope="module")
+def suite_run(data_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("suite"))
+    report = run_parts("tiny_suite", workdir, tiny_parts())
+    return workdir, report
+
+
+def test_suite_writes_each_part(suite_run):
+    workdir, _ = suite_run
+    for part in ("part_ae", "part_dae"):
+        for name in ("results.csv", "results.md", "accuracy_vs_labels.png"):
+            assert os.path.isfile(os.path.join(workdir, part, name))
+
+
+def test_suite_csv_joins_parts(suite_run):
+    workdir, _ = suite_run
+    rows = read_rows(os.path.join(workdir, "results.csv"))
+    for part in ("part_ae", "part_dae"):
+        own = read_csv(os.path.join(workdir, part, "results.csv"))
+        joined = [r for r in rows if r["experiment"] == part]
+        assert len(joined) == len(own)
+        assert {r["method"] for r in joined} == {r["method"] for r in own}
+
+
+def test_suite_report_names_parts(suite_run):
+    _, report = suite_run
+    assert "[part_ae](part_ae/results.md)" in report
+    assert "| part_dae | dae |" in report
+    assert "**" in report
+
+
+def test_suite_report_shows_baseline_once(suite_run):
+    _, report = suite_run
+    assert report.count("| baseline | logreg_pixels |") == 1
+
+
+def test_suite_shards_merge_to_whole(suite_run, tmp_path):
+    workdir, _ = suite_run
+    shards = [str(tmp_path / f"shard{i}") for i in range(2)]
+    for i, shard_dir in enumerate(shards):
+        run_parts("tiny_suite", shard_dir, tiny_parts(), shard=(i, 2))
+    out = str(tmp_path / "merged")
+    merge_suite(out, shards, overwrite=False)
+    merged = read_rows(os.path.join(out, "results.csv"))
+    whole = read_rows(os.path.join(workdir, "results.csv"))
+    assert stable(merged) == stable(whole)
+
+
+def test_suite_rejects_grid_workdir(suite_run):
+    workdir, _ = suite_run
+    with pytest.raises(ConfigError, match="run of a grid"):
+        run_parts("tiny_suite", os.path.join(workdir, "part_ae"), tiny_parts())
+
+
+def test_suite_rejects_other_suite_workdir(suite_run):
+    workdir, _ = suite_run
+    with pytest.raises(ConfigError, match="contains the suite 'tiny_suite'"):
+        run_parts("other_suite", workdir, tiny_parts())
+
+
+def test_low_label_parts_are_grids():
+    parts = suite_parts("low_label")
+    assert parts == low_label.PARTS
+    for part in parts:
+        assert part in experiment_names()
+        assert suite_parts(part) is None
+
+
+def test_suite_not_loaded_as_grid():
+    with pytest.raises(ConfigError, match="is a suite"):
+        load_experiment("low_label")
+
+
+def test_suite_typo_writes_nothing(tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    status = experiments_main(
+        ["low_label", "--workdir", workdir, "--config.seedz=(0,)"]
+    )
+    assert status == 2
+    assert "seedz" in capsys.readouterr().err
+    assert not os.path.exists(workdir)
+
+
+def test_suite_rejects_config_file(tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    status = experiments_main(
+        ["low_label", "--workdir", workdir, "--config", "quick.py"]
+    )
+    assert status == 2
+    assert "cannot apply to a suite" in capsys.readouterr().err
+    assert not os.path.exists(workdir)
