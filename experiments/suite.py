@@ -128,7 +128,9 @@ def run_parts(
         part_dir = os.path.join(workdir, part)
         rows = run_grid(config, part_dir, shard=shard, progress=progress, name=part)
         title = report_title(part, list(experiment_datasets(config)))
-        write_report(rows, part_dir, title)
+        chart = config.get("transfer_chart")
+        chart = None if chart is None else config_lib.to_dict(chart)
+        write_report(rows, part_dir, title, transfer_chart=chart)
     return write_suite_report(name, workdir, parts)
 
 
