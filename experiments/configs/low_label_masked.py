@@ -19,6 +19,9 @@ in two parts, each with its own command and results.md:
 - `low_label_masked_digits`: the three strategies on digits;
 - `low_label_masked_mnist1d`: `mae` and `scratch` on MNIST-1D.
 
+`low_label_masked_mnist5k` runs `mae` and `scratch` on mnist5k, and
+`low_label_masked_features` runs `masked_features` on mnist5k and MNIST-1D.
+
 Results are on docs/results.md.
 """
 
