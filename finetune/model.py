@@ -15,7 +15,7 @@ from pretrain.data import Scaler
 from pretrain.encoders import SpecError, build_encoder
 from pretrain.export import (
     ExportError,
-    flat_state,
+    abstract_flat_state,
     load_flat_state,
     read_json_metadata,
     read_weights,
@@ -227,7 +227,8 @@ def load_classifier(directory: str) -> LoadedClassifier:
     and input scaling. Its batch norm runs on the stored running statistics."""
     directory = os.path.abspath(directory)
     metadata = read_model_metadata(directory)
-    try:
+
+    def build() -> Classifier:
         encoder = build_encoder(metadata["encoder"], rngs=nnx.Rngs(0))
         drop_top = metadata["drop_top"]
         layers = len(encoder.layers)
@@ -245,14 +246,17 @@ def load_classifier(directory: str) -> LoadedClassifier:
             standardize=head_info["standardize"],
             rngs=nnx.Rngs(0),
         )
+        return Classifier(encoder, head, encoder_batch_stats_train=False)
+
+    try:
+        expected = abstract_flat_state(build)
         scaler = Scaler.from_dict(metadata["scaling"])
     except (SpecError, KeyError, TypeError, ValueError) as error:
         raise ExportError(
             f"invalid model description in {directory!r}: {error}"
         ) from None
 
-    model = Classifier(encoder, head, encoder_batch_stats_train=False)
-    expected = flat_state(model)
     weights = read_weights(directory, expected, "finetune", metadata=metadata)
+    model = build()
     load_flat_state(model, weights)
     return LoadedClassifier(model, scaler, metadata)

@@ -73,6 +73,22 @@ def flat_state(module: nnx.Module) -> dict[str, np.ndarray]:
     return {_dotted(path): np.asarray(value) for path, value in leaves}
 
 
+def abstract_flat_state(build: Callable[[], nnx.Module]) -> dict[str, Any]:
+    """Return the shape and dtype of every variable of the module that `build`
+    returns, as {"dotted.path": jax.ShapeDtypeStruct}, without allocating it.
+
+    A loader checks stored weights against these first, so that a spec with
+    a corrupted size is rejected before its arrays fill the memory.
+    """
+    module = nnx.eval_shape(build)
+    pure = nnx.to_pure_dict(nnx.state(module))
+    leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
+    return {
+        _dotted(path): jax.ShapeDtypeStruct(value.shape, value.dtype)
+        for path, value in leaves
+    }
+
+
 def _dotted(path) -> str:
     return ".".join(str(getattr(key, "key", key)) for key in path)
 
@@ -265,16 +281,21 @@ def load_encoder(directory: str) -> LoadedEncoder:
     """Rebuild the encoder of an export, with its weights and input scaling."""
     directory = os.path.abspath(directory)
     metadata = read_metadata(directory)
+
+    def build():
+        return build_encoder(metadata["encoder"], rngs=nnx.Rngs(0))
+
     try:
-        module = build_encoder(metadata["encoder"], rngs=nnx.Rngs(0))
-    except (SpecError, KeyError, TypeError) as error:
+        expected = abstract_flat_state(build)
+    except (SpecError, KeyError, TypeError, ValueError) as error:
         raise ExportError(f"invalid encoder spec in {directory!r}: {error}") from None
     try:
         scaler = Scaler.from_dict(metadata["scaling"])
     except (ValueError, KeyError, TypeError) as error:
         raise ExportError(f"invalid scaling in {directory!r}: {error}") from None
 
-    restored = read_weights(directory, flat_state(module), metadata=metadata)
+    restored = read_weights(directory, expected, metadata=metadata)
+    module = build()
     load_flat_state(module, restored)
     return LoadedEncoder(module, scaler, metadata["encoder"], metadata)
 
@@ -287,7 +308,8 @@ def read_weights(
     metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Read `directory`/weights, checked leaf by leaf against `expected` (from
-    `flat_state` of the rebuilt module); errors name `producer` as the fix.
+    `flat_state` or `abstract_flat_state` of the rebuilt module); errors name
+    `producer` as the fix.
 
     Given the directory's `metadata`, the weights read must match its
     `DIGEST_KEY` where it has one.
@@ -369,7 +391,8 @@ def _check_weight_leaves(
         raise ExportError(
             f"the weights in {weights!r} do not match the model spec ("
             + "; ".join(parts)
-            + f"), so they belong to another model; rerun `{producer}`"
+            + "), so they belong to another model or the spec in the metadata "
+            f"file was changed; rerun `{producer}`"
         )
 
 

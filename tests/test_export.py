@@ -96,6 +96,13 @@ def test_wrong_shape_leaf_named(export_copy):
         load_encoder(export_copy)
 
 
+def test_huge_spec_rejected_before_allocation(export_copy):
+    # Building this encoder would need terabytes; the check reads shapes only.
+    edit_metadata(export_copy, lambda m: m["encoder"].update(input_shape=[10**12]))
+    with pytest.raises(ExportError, match="do not match the model spec"):
+        load_encoder(export_copy)
+
+
 def test_missing_and_extra_leaves_named(export_copy, tmp_path):
     loaded = load_encoder(export_copy)
     weights = flat_state(loaded.module)

@@ -344,6 +344,13 @@ def test_saved_model_reloads_same_accuracy(bn_export, data_dir, tmp_path):
     with pytest.raises(ExportError, match="drop_top = 2 is invalid"):
         load_classifier(os.path.join(tmp_path, "model"))
 
+    # A corrupted size is rejected before the model is built.
+    huge = {**metadata["encoder"], "input_shape": [10**12]}
+    with open(os.path.join(tmp_path, "model", "model.json"), "w") as f:
+        json.dump({**metadata, "encoder": huge}, f)
+    with pytest.raises(ExportError, match="do not match the model spec"):
+        load_classifier(os.path.join(tmp_path, "model"))
+
     # The digest ties model.json to its weights.
     assert len(metadata["weights_sha256"]) == 64
     with open(os.path.join(tmp_path, "model", "model.json"), "w") as f:
