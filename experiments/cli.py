@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         "combines the results of shards.",
     )
     parser.add_argument("name", help=f"one of {experiment_names()}")
-    add_common_arguments(parser)
+    # A grid never replaces a finished run of another config, so it takes no
+    # --overwrite: a new --workdir is the way to rerun with changed settings.
+    add_common_arguments(parser, overwrite=False)
     parser.add_argument(
         "--shard",
         default="0/1",
@@ -44,7 +46,9 @@ def build_merge_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="experiments merge",
         description="Combine the results.csv files of grid shards and write "
-        "results.csv, results.md and the plot to OUT_DIR.",
+        "results.csv, results.md and the plot to OUT_DIR. Given the shards of "
+        "a suite, merge each part into OUT_DIR/PART and write the suite's "
+        "combined results.",
     )
     parser.add_argument("out_dir", help="directory for the merged results")
     parser.add_argument(

@@ -35,7 +35,14 @@ from experiments.plan import (
     build_plan,
     shard_cells,
 )
-from experiments.results import GRID_FILE, normalise_row, remove_report, write_csv
+from experiments.results import (
+    GRID_FILE,
+    MERGED_FILE,
+    SUITE_FILE,
+    normalise_row,
+    remove_report,
+    write_csv,
+)
 from finetune import run as finetune_run
 from pretrain import config as config_lib
 from pretrain import run as pretrain_run
@@ -324,6 +331,20 @@ def _progress_bar(total: int, enabled: bool):
         yield bar
 
 
+def _check_not_suite_or_merge(workdir: str) -> None:
+    """Reject a workdir that contains a suite run or merged results, whose
+    results.csv and results.md a grid would replace."""
+    for name, contents in (
+        (SUITE_FILE, "a suite run"),
+        (MERGED_FILE, "merged results"),
+    ):
+        if os.path.isfile(os.path.join(workdir, name)):
+            raise ConfigError(
+                f"{workdir!r} contains {contents} ({name}); give the grid a "
+                "--workdir of its own"
+            )
+
+
 def _check_same_shard(workdir: str, name: str, shard: tuple[int, int]) -> None:
     """Reject a workdir that contains another experiment or another shard,
     whose results.csv this run would replace."""
@@ -352,6 +373,7 @@ def check_grid(
     `workdir`, writing nothing; return the shard's cells."""
     plan = build_plan(experiment, workdir)
     cells = shard_cells(plan, shard)
+    _check_not_suite_or_merge(workdir)
     _check_same_shard(workdir, name, shard)
     _check_reusable(cells)
     return cells

@@ -1,5 +1,6 @@
 """Combine the results.csv files of grid shards into one result directory."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -7,6 +8,7 @@ import os
 from experiments.report import report_title, write_report
 from experiments.results import (
     GRID_FILE,
+    MERGED_FILE,
     REPORT_FILES,
     read_csv,
     row_key,
@@ -17,16 +19,26 @@ from pretrain.workdir import check_workdir, write_json
 
 logger = logging.getLogger(__name__)
 
-MERGED_FILE = "merged.json"
-
 
 def _read_json(path: str) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(
             f"{path!r} not found: pass the --workdir of a finished grid shard"
         )
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"{path!r} is not valid JSON ({error}); the shard is damaged, so run "
+            "it again in a new --workdir"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{path!r} must contain a JSON object, not a {type(value).__name__}; "
+            "the shard is damaged, so run it again in a new --workdir"
+        )
+    return value
 
 
 def _check_same_config(shard_dirs: list[str], configs: list[dict]) -> None:
@@ -134,10 +146,22 @@ def _in_grid_order(rows: list[dict], config: dict) -> list[dict]:
     return sorted(rows, key=key)
 
 
-def merge_shards(
+@dataclasses.dataclass
+class MergePlan:
+    """Checked inputs of one merge, ready to be written by `write_merge`."""
+
+    out_dir: str
+    shard_dirs: list[str]
+    config: dict
+    experiment: str
+    rows: list[dict]
+    incomplete: str  # a note naming missing shards, or ""
+
+
+def plan_merge(
     out_dir: str, shard_dirs: list[str], *, overwrite: bool = False
-) -> list[dict]:
-    """Merge shard results into `out_dir` (results.csv, results.md, plot).
+) -> MergePlan:
+    """Read and check the shards and `out_dir`, writing nothing.
 
     Raises ConfigError when the shards ran different experiment configs,
     when two shards contain a row for the same (dataset, method, budget,
@@ -165,17 +189,36 @@ def merge_shards(
                 )
             origin[key] = shard_dir
             rows.append(row)
-
-    rows = _in_grid_order(rows, configs[0])
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), configs[0])
-    write_json(
-        os.path.join(out_dir, MERGED_FILE),
-        {"shards": [os.path.abspath(d) for d in shard_dirs]},
+    return MergePlan(
+        out_dir,
+        [os.path.abspath(d) for d in shard_dirs],
+        configs[0],
+        grids[0].get("experiment"),
+        _in_grid_order(rows, configs[0]),
+        incomplete,
     )
-    write_csv(os.path.join(out_dir, "results.csv"), rows)
-    datasets = list(dict.fromkeys(row["dataset"] for row in rows))
-    title = report_title(grids[0].get("experiment"), datasets)
-    chart = configs[0].get("transfer_chart")
-    write_report(rows, out_dir, title, transfer_chart=chart, preamble=incomplete)
-    return rows
+
+
+def write_merge(plan: MergePlan) -> list[dict]:
+    """Write the merged results.csv, results.md and plots of `plan`."""
+    os.makedirs(plan.out_dir, exist_ok=True)
+    write_json(os.path.join(plan.out_dir, "config.json"), plan.config)
+    write_json(os.path.join(plan.out_dir, MERGED_FILE), {"shards": plan.shard_dirs})
+    write_csv(os.path.join(plan.out_dir, "results.csv"), plan.rows)
+    datasets = list(dict.fromkeys(row["dataset"] for row in plan.rows))
+    title = report_title(plan.experiment, datasets)
+    chart = plan.config.get("transfer_chart")
+    write_report(
+        plan.rows, plan.out_dir, title, transfer_chart=chart, preamble=plan.incomplete
+    )
+    return plan.rows
+
+
+def merge_shards(
+    out_dir: str, shard_dirs: list[str], *, overwrite: bool = False
+) -> list[dict]:
+    """Merge shard results into `out_dir` (results.csv, results.md, plot).
+
+    Every check of `plan_merge` runs before anything is written.
+    """
+    return write_merge(plan_merge(out_dir, shard_dirs, overwrite=overwrite))

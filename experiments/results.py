@@ -92,7 +92,13 @@ def read_csv(path: str) -> list[dict]:
                 f"{path!r} is not an experiment results.csv: columns {missing} "
                 "are missing"
             )
-        return [_parse_row(row) for row in reader]
+        try:
+            return [_parse_row(row) for row in reader]
+        except (csv.Error, ValueError, TypeError) as error:
+            raise ConfigError(
+                f"{path!r} has a damaged row on line {reader.line_num} "
+                f"({error}); run the grid again to write it anew"
+            ) from None
 
 
 def _parse_row(row: dict) -> dict:
@@ -108,6 +114,10 @@ def _parse_row(row: dict) -> dict:
 
 # The shard and experiment of a grid run, in its workdir.
 GRID_FILE = "grid.json"
+# The shards that `experiments merge` combined, in its output directory.
+MERGED_FILE = "merged.json"
+# The name and parts of a suite run, in its workdir.
+SUITE_FILE = "suite.json"
 
 # results.csv and every file that `experiments.report.write_report` may write.
 REPORT_FILES = (

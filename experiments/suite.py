@@ -22,16 +22,22 @@ import numpy as np
 
 from experiments.grid import check_grid, load_experiment, run_grid
 from experiments.report import natural_sort_key, report_title, write_report
-from experiments.results import COLUMNS, GRID_FILE, read_csv, remove_report
+from experiments.results import (
+    COLUMNS,
+    GRID_FILE,
+    MERGED_FILE,
+    SUITE_FILE,
+    read_csv,
+    remove_report,
+)
 from experiments.stats import budget_sort_key
 from experiments.strategies import experiment_datasets
 from pretrain import config as config_lib
 from pretrain.config import ConfigError
-from pretrain.workdir import check_workdir, write_json, write_text
+from pretrain.workdir import WorkdirError, check_workdir, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
-SUITE_FILE = "suite.json"
 SUITE_COLUMNS = ("experiment",) + COLUMNS
 
 
@@ -64,21 +70,33 @@ def part_configs(parts, file: str | None, overrides: dict) -> dict:
     return configs
 
 
-def _check_suite_dir(workdir: str, name: str) -> None:
+def _check_suite_dir(workdir: str, name: str, *, merging: bool = False) -> None:
+    """Reject a workdir that contains a grid run, another suite, or (unless
+    `merging`) merged results, whose files the suite would replace."""
     if os.path.isfile(os.path.join(workdir, GRID_FILE)):
         raise ConfigError(
             f"{workdir!r} contains the run of a grid ({GRID_FILE}); give the "
             f"suite {name!r} a --workdir of its own"
         )
-    path = os.path.join(workdir, SUITE_FILE)
-    if os.path.isfile(path):
-        with open(path) as f:
-            found = json.load(f).get("suite")
-        if found != name:
-            raise ConfigError(
-                f"{workdir!r} contains the suite {found!r}, not {name!r}; give "
-                "each suite its own --workdir"
-            )
+    if not merging and os.path.isfile(os.path.join(workdir, MERGED_FILE)):
+        raise ConfigError(
+            f"{workdir!r} contains merged results ({MERGED_FILE}); give the "
+            f"suite {name!r} a --workdir of its own"
+        )
+    suite = read_suite(workdir)
+    if suite is None:
+        return
+    if suite["suite"] != name:
+        raise ConfigError(
+            f"{workdir!r} contains the suite {suite['suite']!r}, not {name!r}; "
+            "give each suite its own --workdir"
+        )
+    if ("merged_from" in suite) != merging:
+        contents = "merged results" if "merged_from" in suite else "a suite run"
+        raise ConfigError(
+            f"{workdir!r} contains {contents} of the suite {name!r}; give "
+            f"{'the run' if not merging else 'the merge'} a directory of its own"
+        )
 
 
 def run_suite(
@@ -112,7 +130,11 @@ def run_parts(
     workdir = check_workdir(workdir)
     _check_suite_dir(workdir, name)
     for part, config in configs.items():
-        check_grid(config, os.path.join(workdir, part), shard=shard, name=part)
+        try:
+            part_dir = check_workdir(os.path.join(workdir, part))
+            check_grid(config, part_dir, shard=shard, name=part)
+        except (ConfigError, WorkdirError) as error:
+            raise type(error)(f"suite part {part!r}: {error}") from None
 
     parts = tuple(configs)
     os.makedirs(workdir, exist_ok=True)
@@ -135,18 +157,39 @@ def run_parts(
 
 
 def read_suite(workdir: str) -> dict | None:
-    """Return the suite.json of `workdir`, or None if it contains no suite run."""
+    """Return the suite.json of `workdir`, or None if it contains no suite run.
+
+    Raises ConfigError when the file is not a suite's.
+    """
     path = os.path.join(workdir, SUITE_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            suite = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        suite = error
+    valid = (
+        isinstance(suite, dict)
+        and isinstance(suite.get("suite"), str)
+        and isinstance(suite.get("parts"), list)
+        and all(isinstance(part, str) for part in suite["parts"])
+    )
+    if not valid:
+        raise ConfigError(
+            f"{path!r} is damaged: it must be a JSON object with a 'suite' name "
+            "and a list of 'parts'. Delete the directory and run the suite again"
+        )
+    return suite
 
 
 def merge_suite(out_dir: str, shard_dirs: list[str], *, overwrite: bool) -> str:
     """Merge the shards of a suite part by part into OUT_DIR/PART, then write
-    the combined results; return results.md."""
-    from experiments.merge import merge_shards
+    the combined results; return results.md.
+
+    Every part's shards are checked before anything is written.
+    """
+    from experiments.merge import plan_merge, write_merge
 
     suites = [read_suite(d) for d in shard_dirs]
     names = {None if s is None else s["suite"] for s in suites}
@@ -158,19 +201,35 @@ def merge_suite(out_dir: str, shard_dirs: list[str], *, overwrite: bool) -> str:
         )
     name, parts = suites[0]["suite"], tuple(suites[0]["parts"])
     out_dir = check_workdir(out_dir)
-    _check_suite_dir(out_dir, name)
+    _check_suite_dir(out_dir, name, merging=True)
+    plans = []
     for part in parts:
         part_shards = [os.path.join(d, part) for d in shard_dirs]
-        merge_shards(os.path.join(out_dir, part), part_shards, overwrite=overwrite)
+        try:
+            part_out = os.path.join(out_dir, part)
+            plans.append(plan_merge(part_out, part_shards, overwrite=overwrite))
+        except ConfigError as error:
+            raise ConfigError(f"suite part {part!r}: {error}") from None
+
+    for plan in plans:
+        write_merge(plan)
     write_json(
         os.path.join(out_dir, SUITE_FILE),
-        {"suite": name, "parts": list(parts), "merged_from": shard_dirs},
+        {
+            "suite": name,
+            "parts": list(parts),
+            "merged_from": [os.path.abspath(d) for d in shard_dirs],
+        },
     )
-    return write_suite_report(name, out_dir, parts)
+    incomplete = next((plan.incomplete for plan in plans if plan.incomplete), "")
+    return write_suite_report(name, out_dir, parts, preamble=incomplete)
 
 
-def write_suite_report(name: str, workdir: str, parts: tuple[str, ...]) -> str:
-    """Write the combined results.csv and results.md of a suite's parts."""
+def write_suite_report(
+    name: str, workdir: str, parts: tuple[str, ...], preamble: str = ""
+) -> str:
+    """Write the combined results.csv and results.md of a suite's parts; a
+    `preamble` goes right below the title."""
     rows = []
     for part in parts:
         rows += [
@@ -183,22 +242,26 @@ def write_suite_report(name: str, workdir: str, parts: tuple[str, ...]) -> str:
     writer.writerows(rows)
     write_text(os.path.join(workdir, "results.csv"), buffer.getvalue())
 
-    report = suite_markdown(name, parts, rows)
+    report = suite_markdown(name, parts, rows, preamble)
     write_text(os.path.join(workdir, "results.md"), report)
     return report
 
 
-def suite_markdown(name: str, parts: tuple[str, ...], rows: list[dict]) -> str:
+def suite_markdown(
+    name: str, parts: tuple[str, ...], rows: list[dict], preamble: str = ""
+) -> str:
     """Return the suite's results.md: links to the parts, then per dataset the
     mean test accuracy of every (part, strategy) with the best per budget in
     bold."""
     lines = [f"# suite {name}", ""]
+    if preamble:
+        lines += [preamble, ""]
     lines += [
         "Mean test accuracy over seeds, per part and strategy; the best mean "
         "per budget is in bold. Each part's results.md has the spread, the 95% "
         "intervals, the paired differences from its own scratch and the probes. "
-        "The parts share their label subsets, so each baseline is shown once, "
-        "from the first part that runs it.",
+        "The parts draw the same label subsets, so each baseline is shown once, "
+        "from the first part that runs it; n is the number of seeds.",
         "",
     ]
     lines += [f"- [{part}]({part}/results.md)" for part in parts]
@@ -209,19 +272,23 @@ def suite_markdown(name: str, parts: tuple[str, ...], rows: list[dict]) -> str:
 
 
 def _mean_accuracies(rows: list[dict]) -> dict:
-    """Map (part, strategy) to {budget: mean test accuracy}. Baselines get the
-    part "" and count each (budget, seed) once."""
-    values, seen = {}, set()
+    """Map (part, strategy) to {budget: (mean test accuracy, runs)}.
+
+    Baselines get the part "" and come from the first part that runs them.
+    """
+    values, baseline_part = {}, {}
     for row in rows:
-        part = "" if row["preset"] == "baseline" else row["experiment"]
-        run = (part, row["method"], row["label_budget"], row["seed"])
-        if run in seen or row["test_accuracy"] is None:
+        if row["test_accuracy"] is None:
             continue
-        seen.add(run)
+        part = row["experiment"]
+        if row["preset"] == "baseline":
+            if baseline_part.setdefault(row["method"], part) != part:
+                continue
+            part = ""
         cell = values.setdefault((part, row["method"]), {})
         cell.setdefault(row["label_budget"], []).append(row["test_accuracy"])
     return {
-        key: {budget: float(np.mean(v)) for budget, v in cell.items()}
+        key: {budget: (float(np.mean(v)), len(v)) for budget, v in cell.items()}
         for key, cell in values.items()
     }
 
@@ -230,7 +297,7 @@ def _dataset_table(rows: list[dict]) -> list[str]:
     means = _mean_accuracies(rows)
     budgets = sorted({r["label_budget"] for r in rows}, key=budget_sort_key)
     best = {
-        budget: max(cell[budget] for cell in means.values() if budget in cell)
+        budget: max(cell[budget][0] for cell in means.values() if budget in cell)
         for budget in budgets
     }
     header = " | ".join(f"{budget} labels" for budget in budgets)
@@ -238,12 +305,11 @@ def _dataset_table(rows: list[dict]) -> list[str]:
     for part, method in sorted(means, key=lambda k: (k[0], natural_sort_key(k[1]))):
         cells = []
         for budget in budgets:
-            mean = means[(part, method)].get(budget)
-            if mean is None:
+            if budget not in means[(part, method)]:
                 cells.append("")
-            elif mean == best[budget]:
-                cells.append(f"**{mean:.4f}**")
-            else:
-                cells.append(f"{mean:.4f}")
+                continue
+            mean, runs = means[(part, method)][budget]
+            text = f"{mean:.4f} (n={runs})"
+            cells.append(f"**{text}**" if mean == best[budget] else text)
         lines.append(f"| {part or 'baseline'} | {method} | {' | '.join(cells)} |")
     return lines

@@ -85,17 +85,22 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, overwrite: bool = True
+) -> None:
+    """Add --workdir, --config, --verbose, --distributed and, unless
+    `overwrite` is False, --overwrite."""
     parser.add_argument("--workdir", required=True, help="directory for the outputs")
     parser.add_argument(
         "--config",
         help="config file: a .py file defining get_config(), or a saved config.json",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a run with a different config in --workdir",
-    )
+    if overwrite:
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace a run with a different config in --workdir",
+        )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument(
         "--distributed",

@@ -2,16 +2,18 @@
 
 import csv
 import os
+import shutil
 
 import ml_collections
 import pytest
 
 from experiments.cli import main as experiments_main
 from experiments.configs import low_label
-from experiments.grid import experiment_names, load_experiment
+from experiments.grid import experiment_names, load_experiment, run_grid
 from experiments.results import read_csv
 from experiments.suite import merge_suite, run_parts, suite_parts
 from pretrain.config import ConfigError
+from pretrain.workdir import WorkdirError
 
 
 def tiny_part(strategies: dict) -> ml_collections.ConfigDict:
@@ -81,6 +83,7 @@ def test_suite_report_names_parts(suite_run):
     assert "[part_ae](part_ae/results.md)" in report
     assert "| part_dae | dae |" in report
     assert "**" in report
+    assert "(n=2)" in report
 
 
 def test_suite_report_shows_baseline_once(suite_run):
@@ -88,16 +91,75 @@ def test_suite_report_shows_baseline_once(suite_run):
     assert report.count("| baseline | logreg_pixels |") == 1
 
 
-def test_suite_shards_merge_to_whole(suite_run, tmp_path):
-    workdir, _ = suite_run
-    shards = [str(tmp_path / f"shard{i}") for i in range(2)]
+@pytest.fixture(scope="module")
+def suite_shards(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite_shards")
+    shards = [str(root / f"shard{i}") for i in range(2)]
     for i, shard_dir in enumerate(shards):
         run_parts("tiny_suite", shard_dir, tiny_parts(), shard=(i, 2))
+    return shards
+
+
+def test_suite_shards_merge_to_whole(suite_run, suite_shards, tmp_path):
+    workdir, _ = suite_run
     out = str(tmp_path / "merged")
-    merge_suite(out, shards, overwrite=False)
+    merge_suite(out, suite_shards, overwrite=False)
     merged = read_rows(os.path.join(out, "results.csv"))
     whole = read_rows(os.path.join(workdir, "results.csv"))
     assert stable(merged) == stable(whole)
+
+
+def test_suite_merge_checks_every_part_first(suite_shards, tmp_path):
+    broken = str(tmp_path / "shard1")
+    shutil.copytree(suite_shards[1], broken)
+    os.remove(os.path.join(broken, "part_dae", "results.csv"))
+    out = str(tmp_path / "merged")
+    with pytest.raises(ConfigError, match="suite part 'part_dae'"):
+        merge_suite(out, [suite_shards[0], broken], overwrite=False)
+    assert not os.path.exists(out)
+
+
+def test_suite_merge_of_one_shard_says_incomplete(suite_shards, tmp_path):
+    report = merge_suite(str(tmp_path / "merged"), suite_shards[:1], overwrite=False)
+    assert "Incomplete" in report
+
+
+def test_damaged_suite_file_rejected(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "suite.json").write_text('{"suite": "low_la')
+    status = experiments_main(
+        ["low_label", "--workdir", str(workdir), "--config.seeds=(0,)"]
+    )
+    assert status == 2
+    assert "suite.json' is damaged" in capsys.readouterr().err
+    assert os.listdir(workdir) == ["suite.json"]
+
+
+def test_part_path_that_is_file_rejected_first(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "part_dae").write_text("not a directory")
+    with pytest.raises(WorkdirError, match="suite part 'part_dae'"):
+        run_parts("tiny_suite", str(workdir), tiny_parts())
+    assert sorted(os.listdir(workdir)) == ["part_dae"]
+
+
+def test_grid_rejects_suite_workdir(suite_run):
+    workdir, _ = suite_run
+    with pytest.raises(ConfigError, match="contains a suite run"):
+        run_grid(tiny_parts()["part_ae"], workdir, name="tiny")
+
+
+def test_damaged_results_row_rejected(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text(
+        "dataset,method,label_budget,seed,labels,test_accuracy\n"
+        "digits,ae,20,0,20,0.5\n"
+        "digits,ae,20\n"
+    )
+    with pytest.raises(ConfigError, match="damaged row on line 3"):
+        read_csv(str(path))
 
 
 def test_suite_rejects_grid_workdir(suite_run):
