@@ -55,19 +55,21 @@ def code_statistics(codes: np.ndarray) -> dict[str, Any]:
     }
 
 
-def collapse_message(stats: dict[str, Any]) -> str | None:
+def collapse_message(
+    stats: dict[str, Any], penalties: tuple[str, ...] = ()
+) -> str | None:
     """Return a warning if every code feature in `stats` is nearly constant,
-    else None."""
+    else None. `penalties` names the run's nonzero penalty weights, which the
+    warning suggests lowering along with the learning rate."""
     largest = float(np.max(stats["std"]))
     if largest >= COLLAPSED_STD:
         return None
+    knobs = [f"--config.{name}" for name in (*penalties, "learning_rate")]
     return (
         f"the encoder's codes are nearly constant on held-out data (largest "
         f"feature std {largest:.2g}, below {COLLAPSED_STD:g}), so fine-tuning "
-        "starts from codes that carry almost nothing about the input. A "
-        "penalty may outweigh the reconstruction: lower "
-        "--config.contractive_weight or --config.sparsity_weight, or the "
-        "learning rate"
+        "starts from codes that carry almost nothing about the input; lower "
+        + " or ".join(knobs)
     )
 
 

@@ -35,6 +35,9 @@ from pretrain.workdir import (
 
 logger = logging.getLogger(__name__)
 
+# Penalty weights that can flatten an encoder's codes when set too high.
+PENALTY_KEYS = ("contractive_weight", "sparsity_weight")
+
 # Test rows whose codes `finetune --preset auto` compares with, when streaming.
 CODE_STATS_ROWS = 4096
 
@@ -197,7 +200,10 @@ def run(
         )
     # A streamed test split may not fit in memory, so its first rows stand in.
     test_x = dataset.test_x[:CODE_STATS_ROWS] if config.stream else dataset.test_x
-    _save_code_stats(trained.module, scaler.apply(test_x), dataset, export_dir)
+    penalties = tuple(name for name in PENALTY_KEYS if config.get(name, 0) > 0)
+    _save_code_stats(
+        trained.module, scaler.apply(test_x), dataset, export_dir, penalties
+    )
     _save_pictures(trained, dataset.input_shape, workdir)
     if is_primary():
         logger.info("wrote the encoder export to %s", export_dir)
@@ -236,13 +242,15 @@ def check_stream(method: str, config: ml_collections.ConfigDict) -> None:
     )
 
 
-def _save_code_stats(module, test_x, dataset, export_dir: str) -> None:
+def _save_code_stats(
+    module, test_x, dataset, export_dir: str, penalties: tuple[str, ...]
+) -> None:
     # The encoder never trained on the test split's images, and no labels are
     # read, so the statistics describe unseen pretraining data. `finetune
     # --preset auto` compares the target data with them.
     stats = code_statistics(encode(module, test_x))
     save_code_stats(export_dir, stats, dataset=dataset.name, split="test")
-    message = collapse_message(stats)
+    message = collapse_message(stats, penalties)
     if message and is_primary():
         logger.warning("%s: %s", export_dir, message)
 

@@ -240,7 +240,8 @@ def test_nearly_constant_codes_called_collapsed():
     codes = 0.3 + 1e-6 * rng.standard_normal((100, 8))
     message = collapse_message(code_statistics(codes))
     assert "nearly constant" in message
-    assert "contractive_weight" in message
+    assert "lower --config.learning_rate" in message
+    assert "weight" not in message
 
 
 def test_pretrain_warns_of_collapsed_codes(data_dir, tmp_path, caplog):
@@ -258,6 +259,7 @@ def test_pretrain_warns_of_collapsed_codes(data_dir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="pretrain.run"):
         export_dir = pretrain_run("contractive_ae", config, str(tmp_path / "run"))
     assert "nearly constant" in caplog.text
+    assert "--config.contractive_weight or --config.learning_rate" in caplog.text
     assert collapse_message(read_code_stats(export_dir)) is not None
 
 
