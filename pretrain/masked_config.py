@@ -99,7 +99,9 @@ def check_training(config: ml_collections.ConfigDict) -> None:
         "warmup_epochs",
         config.warmup_epochs,
         f"must be >= 0 and below epochs ({config.epochs}); for a short run, "
-        f"pass --config.warmup_epochs={max(config.epochs // 3, 0)} as well",
+        f"set warmup_epochs to {max(config.epochs // 3, 0)} as well "
+        "(--config.warmup_epochs with `pretrain`, --config.pretrain.warmup_epochs "
+        "with `experiments`)",
     )
     check(config.weight_decay >= 0, "weight_decay", config.weight_decay, "must be >= 0")
     check(config.clip_norm >= 0, "clip_norm", config.clip_norm, "must be >= 0")

@@ -301,7 +301,7 @@ BAD_INPUT = [
         "warm-up as long as the run",
         "pretrain",
         lambda t, e: bad_pretrain(t, "--config.epochs=2", method="mae"),
-        "pass --config.warmup_epochs=0 as well",
+        "set warmup_epochs to 0 as well (--config.warmup_epochs with `pretrain`",
     ),
     (
         "unknown pooling",
