@@ -7,7 +7,9 @@ test builder that generates its own examples.
 
 import importlib.util
 import json
+import os
 import re
+import shutil
 
 import numpy as np
 import PIL.Image
@@ -562,3 +564,22 @@ def test_source_target_halves_partition():
     assert np.intersect1d(source, target).size == 0
     assert np.array_equal(np.sort(np.concatenate([source, target])), np.arange(200))
     assert np.array_equal(np.bincount(labels[target]), np.full(10, 10))
+
+
+@pytest.mark.parametrize("damage", ["truncate records", "remove records", "info"])
+def test_damaged_prepared_files_named(data_dir, tmp_path, damage):
+    load_dataset("digits", data_dir=data_dir)
+    copy = tmp_path / "tfds"
+    shutil.copytree(os.path.join(data_dir, "digits"), copy / "digits")
+    version = next((copy / "digits").iterdir())
+    records = next(version.glob("digits-train.array_record*"))
+    if damage == "truncate records":
+        records.write_bytes(records.read_bytes()[: records.stat().st_size // 2])
+    elif damage == "remove records":
+        records.unlink()
+    else:
+        info = version / "dataset_info.json"
+        info.write_text(info.read_text()[:100])
+
+    with pytest.raises(DatasetError, match="damaged. Delete .*digits"):
+        load_dataset("digits", data_dir=str(copy))

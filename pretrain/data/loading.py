@@ -4,12 +4,15 @@ Datasets are read with `builder.as_data_source()`, which works without TensorFlo
 but only for datasets prepared in the `array_record` file format.
 """
 
+import contextlib
 import dataclasses
 import difflib
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+from google.protobuf import json_format
+from google.protobuf import message as protobuf_message
 from sklearn.model_selection import train_test_split
 
 from pretrain.data import builders
@@ -110,6 +113,11 @@ def load_dataset(
     dataset gets a stratified test set of `test_fraction` of its `train`
     split, drawn with `split_seed`.
     """
+    with _damaged_files_named(name, data_dir):
+        return _load_in_memory(name, split_seed, data_dir, test_fraction)
+
+
+def _load_in_memory(name, split_seed, data_dir, test_fraction) -> Dataset:
     builder, image_key, label_key, num_classes, image_shape = _open(
         name, split_seed, data_dir, test_fraction
     )
@@ -160,6 +168,11 @@ def load_streamed_dataset(
     and kept; images are not. Non-finite values are caught by the scaler fit,
     which reads every training image once.
     """
+    with _damaged_files_named(name, data_dir):
+        return _load_streamed(name, split_seed, data_dir, test_fraction)
+
+
+def _load_streamed(name, split_seed, data_dir, test_fraction) -> Dataset:
     builder, image_key, label_key, num_classes, image_shape = _open(
         name, split_seed, data_dir, test_fraction
     )
@@ -179,6 +192,31 @@ def load_streamed_dataset(
     return _assemble(
         name, builder, read, select, num_classes, split_seed, test_fraction
     )
+
+
+# array_record raises RuntimeError for a truncated or missing record file,
+# and protobuf these two for a damaged dataset_info.json or features.json.
+_DAMAGED_FILE_ERRORS = (
+    RuntimeError,
+    protobuf_message.DecodeError,
+    json_format.ParseError,
+)
+
+
+@contextlib.contextmanager
+def _damaged_files_named(name: str, data_dir: str | None):
+    """Turn the errors that TFDS and array_record raise for damaged prepared
+    files into a DatasetError that names the folder to delete."""
+    try:
+        yield
+    except _DAMAGED_FILE_ERRORS as error:
+        root = default_data_dir() if data_dir is None else os.fspath(data_dir)
+        folder = os.path.join(root, name)
+        raise DatasetError(
+            f"the prepared files of dataset {name!r} could not be read "
+            f"({type(error).__name__}: {str(error)[:200]}); they are damaged. "
+            f"Delete {folder!r} and run again to prepare the dataset anew"
+        ) from None
 
 
 def _assemble(
