@@ -93,9 +93,10 @@ def _check_suite_dir(workdir: str, name: str, *, merging: bool = False) -> None:
         )
     if ("merged_from" in suite) != merging:
         contents = "merged results" if "merged_from" in suite else "a suite run"
+        command = "the merge" if merging else "the run"
         raise ConfigError(
             f"{workdir!r} contains {contents} of the suite {name!r}; give "
-            f"{'the run' if not merging else 'the merge'} a directory of its own"
+            f"{command} a directory of its own"
         )
 
 
