@@ -1,7 +1,6 @@
 """Combine the results.csv files of grid shards into one result directory."""
 
 import dataclasses
-import json
 import logging
 import os
 
@@ -15,7 +14,7 @@ from experiments.results import (
     write_csv,
 )
 from pretrain.config import ConfigError
-from pretrain.workdir import check_workdir, write_json
+from pretrain.workdir import check_workdir, read_json_object, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -26,19 +25,11 @@ def _read_json(path: str) -> dict:
             f"{path!r} not found: pass the --workdir of a finished grid shard"
         )
     try:
-        with open(path) as f:
-            value = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return read_json_object(path)
+    except ValueError as error:
         raise ConfigError(
-            f"{path!r} is not valid JSON ({error}); the shard is damaged, so run "
-            "it again in a new --workdir"
+            f"{error}; the shard is damaged, so run it again in a new --workdir"
         ) from None
-    if not isinstance(value, dict):
-        raise ConfigError(
-            f"{path!r} must contain a JSON object, not a {type(value).__name__}; "
-            "the shard is damaged, so run it again in a new --workdir"
-        )
-    return value
 
 
 def _check_same_config(shard_dirs: list[str], configs: list[dict]) -> None:

@@ -14,7 +14,6 @@ part's full report.
 import csv
 import importlib
 import io
-import json
 import logging
 import os
 
@@ -34,7 +33,13 @@ from experiments.stats import budget_sort_key
 from experiments.strategies import experiment_datasets
 from pretrain import config as config_lib
 from pretrain.config import ConfigError
-from pretrain.workdir import WorkdirError, check_workdir, write_json, write_text
+from pretrain.workdir import (
+    WorkdirError,
+    check_workdir,
+    read_json_object,
+    write_json,
+    write_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -165,21 +170,20 @@ def read_suite(workdir: str) -> dict | None:
     path = os.path.join(workdir, SUITE_FILE)
     if not os.path.isfile(path):
         return None
+    fix = "Delete the directory and run the suite again"
     try:
-        with open(path) as f:
-            suite = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        suite = error
+        suite = read_json_object(path)
+    except ValueError as error:
+        raise ConfigError(f"{error}; the suite file is damaged. {fix}") from None
     valid = (
-        isinstance(suite, dict)
-        and isinstance(suite.get("suite"), str)
+        isinstance(suite.get("suite"), str)
         and isinstance(suite.get("parts"), list)
         and all(isinstance(part, str) for part in suite["parts"])
     )
     if not valid:
         raise ConfigError(
-            f"{path!r} is damaged: it must be a JSON object with a 'suite' name "
-            "and a list of 'parts'. Delete the directory and run the suite again"
+            f"{path!r} is damaged: it must contain a 'suite' name and a list of "
+            f"'parts'. {fix}"
         )
     return suite
 

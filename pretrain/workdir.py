@@ -66,6 +66,24 @@ def directory_mode() -> int:
     return _file_mode() | ((_file_mode() & 0o444) >> 2)
 
 
+def read_json_object(path: str) -> dict:
+    """Return the JSON object in the file `path`.
+
+    Raises ValueError naming the file when it is not valid JSON or contains
+    another JSON value, so callers add only the fix to their own error.
+    """
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path!r} is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{path!r} must contain a JSON object, not a {type(value).__name__}"
+        )
+    return value
+
+
 def write_json(path: str, value: Any) -> None:
     """Write JSON so that readers see either the old file or the whole new one.
 

@@ -132,8 +132,28 @@ def test_damaged_suite_file_rejected(tmp_path, capsys):
         ["low_label", "--workdir", str(workdir), "--config.seeds=(0,)"]
     )
     assert status == 2
-    assert "suite.json' is damaged" in capsys.readouterr().err
+    assert "suite file is damaged" in capsys.readouterr().err
     assert os.listdir(workdir) == ["suite.json"]
+
+
+def test_suite_file_without_parts_rejected(tmp_path):
+    (tmp_path / "suite.json").write_text('{"suite": "tiny_suite"}')
+    with pytest.raises(ConfigError, match="list of 'parts'"):
+        run_parts("tiny_suite", str(tmp_path), tiny_parts())
+
+
+def test_merge_rejects_truncated_shard_config(suite_shards, tmp_path):
+    broken = str(tmp_path / "shard1")
+    shutil.copytree(suite_shards[1], broken)
+    config = os.path.join(broken, "part_ae", "config.json")
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text[: len(text) // 2])
+    out = str(tmp_path / "merged")
+    with pytest.raises(ConfigError, match="not valid JSON.*shard is damaged"):
+        merge_suite(out, [suite_shards[0], broken], overwrite=False)
+    assert not os.path.exists(out)
 
 
 def test_part_path_that_is_file_rejected_first(tmp_path):
